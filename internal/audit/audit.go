@@ -1,0 +1,99 @@
+// Package audit defines the security audit event and the Auditor every
+// feature reports to. This first version offers a structured-log sink; the
+// durable, hash-chained store comes with the audit-trail work and plugs in
+// behind the same interface.
+package audit
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// Outcome is whether the audited act succeeded.
+type Outcome string
+
+// Outcomes.
+const (
+	Success Outcome = "success"
+	Failure Outcome = "failure"
+)
+
+// Action names a security-relevant act.
+type Action string
+
+// Actions recorded by the authorization server.
+const (
+	ActionLogin               Action = "login"
+	ActionLockout             Action = "lockout"
+	ActionLogout              Action = "logout"
+	ActionAuthorize           Action = "authorize"
+	ActionConsentGranted      Action = "consent.granted"
+	ActionConsentDenied       Action = "consent.denied"
+	ActionConsentRevoked      Action = "consent.revoked"
+	ActionCodeIssued          Action = "code.issued"
+	ActionCodeReuse           Action = "code.reuse"
+	ActionTokenIssued         Action = "token.issued"
+	ActionTokenRefreshed      Action = "token.refreshed"
+	ActionTokenRefused        Action = "token.refused"
+	ActionRefreshReuse        Action = "refresh.reuse"
+	ActionUserinfo            Action = "userinfo"
+	ActionClientRegistered    Action = "client.registered"
+	ActionClientChanged       Action = "client.changed"
+	ActionClientDeleted       Action = "client.deleted"
+	ActionKeyRotated          Action = "key.rotated"
+	ActionLaunchCreated       Action = "launch.created"
+	ActionRegistrationRefused Action = "registration.refused"
+)
+
+// Event is one audit record. It never holds a token, secret, password or
+// resource content: only identifiers and the reason for a refusal.
+type Event struct {
+	Time      time.Time
+	Action    Action
+	Outcome   Outcome
+	Reason    string // why it was refused (an OAuth error code and description)
+	UserID    string // the user's sub
+	FHIRUser  string
+	ClientID  string
+	SourceIP  string
+	UserAgent string
+	Patient   string // patient compartment touched, if any
+	Scope     string // granted scopes
+	TokenID   string // jti of the token involved, never the token
+	RequestID string
+}
+
+// Auditor records events. Record returns an error when the event could not
+// be kept; callers on a path that discloses data must then refuse (fail closed).
+type Auditor interface {
+	Record(ctx context.Context, e Event) error
+}
+
+// LogAuditor writes each event as one structured log line.
+type LogAuditor struct {
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// Record implements Auditor.
+func (a LogAuditor) Record(ctx context.Context, e Event) error {
+	if e.Time.IsZero() && a.Now != nil {
+		e.Time = a.Now()
+	}
+	a.Logger.LogAttrs(ctx, slog.LevelInfo, "audit",
+		slog.Time("time", e.Time),
+		slog.String("action", string(e.Action)),
+		slog.String("outcome", string(e.Outcome)),
+		slog.String("reason", e.Reason),
+		slog.String("user", e.UserID),
+		slog.String("fhir_user", e.FHIRUser),
+		slog.String("client_id", e.ClientID),
+		slog.String("source_ip", e.SourceIP),
+		slog.String("patient", e.Patient),
+		slog.String("scope", e.Scope),
+		slog.String("jti", e.TokenID),
+		slog.String("request_id", e.RequestID),
+	)
+	return nil
+}

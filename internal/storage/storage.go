@@ -1,0 +1,347 @@
+// Package storage defines fhirgate's persistent records, the small store
+// interfaces features depend on, and the sentinel errors every backend
+// returns. Backends live in sqlite/ and postgres/; storagetest/ is the
+// conformance suite both must pass.
+//
+// Secrets never reach a store in clear: codes, refresh tokens, launch values,
+// session ids, client secrets and registration tokens are stored as SHA-256
+// hashes (see HashSecret), passwords as argon2id hashes, and signing keys
+// encrypted with a key-encryption key.
+package storage
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"time"
+)
+
+// Sentinel errors. Backends wrap them with context; callers test with errors.Is.
+var (
+	// ErrNotFound: no record with that key.
+	ErrNotFound = errors.New("storage: not found")
+	// ErrConflict: a record with that unique key already exists.
+	ErrConflict = errors.New("storage: already exists")
+	// ErrAlreadyUsed: a single-use value was presented a second time.
+	ErrAlreadyUsed = errors.New("storage: already used")
+	// ErrExpired: the record exists but its lifetime has passed.
+	ErrExpired = errors.New("storage: expired")
+	// ErrRevoked: the record, or its token family, was revoked.
+	ErrRevoked = errors.New("storage: revoked")
+)
+
+// HashSecret returns the SHA-256 digest under which a high-entropy secret
+// (code, refresh token, launch value, session id, client secret, registration
+// token) is stored and looked up.
+func HashSecret(secret string) []byte {
+	h := sha256.Sum256([]byte(secret))
+	return h[:]
+}
+
+// Role is a user's role; it bounds which scopes the user may grant.
+type Role string
+
+// Roles.
+const (
+	RolePatient   Role = "patient"
+	RoleClinician Role = "clinician"
+	RoleAdmin     Role = "admin"
+)
+
+// Valid reports whether r is a known role.
+func (r Role) Valid() bool {
+	return r == RolePatient || r == RoleClinician || r == RoleAdmin
+}
+
+// User is a local account.
+type User struct {
+	ID           string // opaque, stable; the OIDC sub
+	Username     string // unique
+	PasswordHash string // argon2id PHC string
+	Role         Role
+	FHIRUser     string // relative reference, e.g. Patient/123 or Practitioner/9
+	CreatedAt    time.Time
+	FailedLogins int       // consecutive failures since the last success
+	LockedUntil  time.Time // zero when not locked
+}
+
+// Client is a registered OAuth client.
+type Client struct {
+	ID                       string
+	Name                     string
+	SecretHash               []byte // SHA-256 of the secret; nil unless AuthMethod uses a secret
+	AuthMethod               string // oauth.AuthMethod value; exactly one per client
+	RedirectURIs             []string
+	Scope                    string   // space-separated scopes the client may ever be granted
+	GrantTypes               []string // oauth.GrantType values
+	LaunchURI                string   // optional EHR launch URL
+	LogoURI                  string
+	IDTokenSignedResponseAlg string // "RS256" (default) or "ES256"
+	JWKS                     []byte // registered JWK Set JSON, for private_key_jwt
+	JWKSURI                  string
+	RegistrationTokenHash    []byte // RFC 7592 registration access token hash; nil for CLI-made clients
+	Disabled                 bool
+	CreatedAt                time.Time
+	UpdatedAt                time.Time
+}
+
+// LaunchContext is the SMART launch context bound to a grant.
+type LaunchContext struct {
+	Patient           string `json:"patient,omitempty"`     // bare id, e.g. "123"
+	Encounter         string `json:"encounter,omitempty"`   // bare id
+	FHIRContext       []byte `json:"fhirContext,omitempty"` // JSON array of fhirContext objects, or nil
+	NeedPatientBanner bool   `json:"need_patient_banner"`
+	Intent            string `json:"intent,omitempty"`
+}
+
+// Launch is an EHR launch value waiting for /authorize. The value itself is
+// returned once to the caller; only its hash is stored.
+type Launch struct {
+	Hash      []byte
+	Context   LaunchContext
+	CreatedAt time.Time
+	ExpiresAt time.Time
+	UsedAt    time.Time // zero until consumed
+}
+
+// AuthRequest is an /authorize request in progress: validated parameters kept
+// server side while the user logs in, picks a patient and consents.
+type AuthRequest struct {
+	ID            string // random, unguessable; carried in the page forms
+	ClientID      string
+	RedirectURI   string
+	State         string
+	Scope         string // requested scope string as sent
+	Nonce         string
+	CodeChallenge string
+	Audience      string
+	Launch        *LaunchContext // bound EHR launch context, if any
+	UserID        string         // set once the user has logged in
+	Patient       string         // set once a patient was chosen (standalone launch/patient)
+	ResponseMode  string
+	CreatedAt     time.Time
+	ExpiresAt     time.Time
+}
+
+// AuthCode is an issued authorization code.
+type AuthCode struct {
+	Hash          []byte
+	ClientID      string
+	RedirectURI   string
+	CodeChallenge string // S256 challenge
+	Scope         string // granted scopes
+	UserID        string
+	Nonce         string
+	AuthTime      time.Time
+	Context       LaunchContext
+	FamilyID      string // token family created for the tokens this code yields
+	CreatedAt     time.Time
+	ExpiresAt     time.Time
+	UsedAt        time.Time // zero until consumed
+}
+
+// Session is a browser login session.
+type Session struct {
+	Hash      []byte // SHA-256 of the cookie value
+	UserID    string
+	CSRFToken string // per-session CSRF secret (random, compared in constant time)
+	AuthTime  time.Time
+	CreatedAt time.Time
+	LastSeen  time.Time
+	ExpiresAt time.Time
+}
+
+// Consent is what a user approved for a client; it is remembered until revoked.
+type Consent struct {
+	UserID    string
+	ClientID  string
+	Scope     string // approved scopes
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// TokenFamily groups every refresh and access token descended from one grant
+// (one authorization code). Revoking the family revokes them all.
+type TokenFamily struct {
+	ID        string
+	ClientID  string
+	UserID    string
+	Scope     string
+	Context   LaunchContext
+	CreatedAt time.Time
+	ExpiresAt time.Time // absolute end of the family (refresh token absolute lifetime)
+	RevokedAt time.Time // zero unless revoked
+	Reason    string    // why it was revoked
+}
+
+// RefreshToken is one refresh token of a family.
+type RefreshToken struct {
+	Hash      []byte
+	FamilyID  string
+	ClientID  string
+	UserID    string
+	Scope     string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+	UsedAt    time.Time // set when rotated
+}
+
+// SigningKey is a server signing key. The private key is encrypted.
+type SigningKey struct {
+	KID              string
+	Alg              string // "ES256" or "RS256"
+	PublicJWK        []byte // public JWK JSON
+	EncryptedPrivate []byte // private key sealed with the key-encryption key
+	CreatedAt        time.Time
+	Active           bool      // the key new tokens of this alg are signed with
+	RetiredAt        time.Time // zero while active; retired keys keep verifying
+}
+
+// RegistrationToken is an RFC 7591 initial access token.
+type RegistrationToken struct {
+	Hash      []byte
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// Patient is an entry in the patient directory used by the clinician picker.
+type Patient struct {
+	ID        string // bare FHIR id
+	Name      string // display name, e.g. "Amy Shaw"
+	BirthDate string // YYYY-MM-DD
+}
+
+// Users stores local accounts.
+type Users interface {
+	CreateUser(ctx context.Context, u *User) error // ErrConflict on a taken username
+	GetUser(ctx context.Context, id string) (*User, error)
+	GetUserByUsername(ctx context.Context, username string) (*User, error)
+	ListUsers(ctx context.Context) ([]User, error)
+	DeleteUser(ctx context.Context, id string) error
+	// RecordLoginFailure atomically increments the failure count and, when it
+	// reaches maxFailures, sets LockedUntil = now+lockFor. It returns the
+	// updated user.
+	RecordLoginFailure(ctx context.Context, id string, now time.Time, maxFailures int, lockFor time.Duration) (*User, error)
+	// RecordLoginSuccess resets the failure count and the lock.
+	RecordLoginSuccess(ctx context.Context, id string) error
+}
+
+// Clients stores registered clients.
+type Clients interface {
+	CreateClient(ctx context.Context, c *Client) error // ErrConflict on a taken id
+	GetClient(ctx context.Context, id string) (*Client, error)
+	ListClients(ctx context.Context) ([]Client, error)
+	// UpdateClient reads the client, calls update on it and writes the result,
+	// in one transaction. An error from update aborts the write.
+	UpdateClient(ctx context.Context, id string, update func(*Client) error) (*Client, error)
+	DeleteClient(ctx context.Context, id string) error
+}
+
+// Launches stores EHR launch values.
+type Launches interface {
+	CreateLaunch(ctx context.Context, l *Launch) error
+	// ConsumeLaunch marks the launch used and returns it: ErrNotFound if
+	// unknown, ErrExpired if past ExpiresAt, ErrAlreadyUsed if consumed before.
+	// Exactly one concurrent caller succeeds.
+	ConsumeLaunch(ctx context.Context, hash []byte, now time.Time) (*Launch, error)
+}
+
+// AuthRequests stores /authorize requests in progress.
+type AuthRequests interface {
+	CreateAuthRequest(ctx context.Context, r *AuthRequest) error
+	// GetAuthRequest returns ErrNotFound if unknown and ErrExpired if past ExpiresAt.
+	GetAuthRequest(ctx context.Context, id string, now time.Time) (*AuthRequest, error)
+	UpdateAuthRequest(ctx context.Context, id string, update func(*AuthRequest) error) (*AuthRequest, error)
+	DeleteAuthRequest(ctx context.Context, id string) error
+}
+
+// AuthCodes stores authorization codes.
+type AuthCodes interface {
+	CreateAuthCode(ctx context.Context, c *AuthCode) error
+	// ConsumeAuthCode marks the code used and returns it, in one transaction.
+	// ErrNotFound: unknown. ErrExpired: past ExpiresAt (returned with the code).
+	// ErrAlreadyUsed: consumed before; the code record is returned too, so the
+	// caller can revoke its family. Exactly one concurrent caller succeeds.
+	ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time) (*AuthCode, error)
+}
+
+// Sessions stores browser login sessions.
+type Sessions interface {
+	CreateSession(ctx context.Context, s *Session) error
+	// GetSession returns ErrNotFound if unknown and ErrExpired if past ExpiresAt.
+	GetSession(ctx context.Context, hash []byte, now time.Time) (*Session, error)
+	TouchSession(ctx context.Context, hash []byte, now time.Time) error
+	DeleteSession(ctx context.Context, hash []byte) error
+}
+
+// Consents stores remembered consents.
+type Consents interface {
+	GetConsent(ctx context.Context, userID, clientID string) (*Consent, error)
+	PutConsent(ctx context.Context, c *Consent) error // insert or replace
+	DeleteConsent(ctx context.Context, userID, clientID string) error
+}
+
+// Tokens stores token families and refresh tokens.
+type Tokens interface {
+	CreateFamily(ctx context.Context, f *TokenFamily) error
+	GetFamily(ctx context.Context, id string) (*TokenFamily, error)
+	// RevokeFamily marks the family and all its refresh tokens revoked.
+	// Revoking an already revoked family is not an error.
+	RevokeFamily(ctx context.Context, id string, now time.Time, reason string) error
+	// RevokeFamiliesFor revokes every family of userID and clientID (consent revoked).
+	RevokeFamiliesFor(ctx context.Context, userID, clientID string, now time.Time, reason string) error
+	CreateRefreshToken(ctx context.Context, t *RefreshToken) error
+	// RotateRefreshToken, in one transaction, checks the token under oldHash
+	// and replaces it with next (which must carry the same FamilyID):
+	// ErrNotFound if unknown; ErrRevoked if its family is revoked; ErrExpired
+	// if past ExpiresAt or the family's; ErrAlreadyUsed if it was rotated
+	// before, in which case the family is revoked in the same transaction
+	// (reuse detection). On success it returns the old token. Exactly one
+	// concurrent caller succeeds.
+	RotateRefreshToken(ctx context.Context, oldHash []byte, next *RefreshToken, now time.Time) (*RefreshToken, error)
+	GetRefreshToken(ctx context.Context, hash []byte) (*RefreshToken, error)
+}
+
+// Keys stores signing keys.
+type Keys interface {
+	CreateSigningKey(ctx context.Context, k *SigningKey) error
+	ListSigningKeys(ctx context.Context) ([]SigningKey, error) // oldest first
+	// ActivateSigningKey makes kid the active key of its alg and retires the
+	// previously active key of that alg, in one transaction.
+	ActivateSigningKey(ctx context.Context, kid string, now time.Time) error
+}
+
+// RegistrationTokens stores RFC 7591 initial access tokens.
+type RegistrationTokens interface {
+	CreateRegistrationToken(ctx context.Context, t *RegistrationToken) error
+	// GetRegistrationToken returns ErrNotFound if unknown and ErrExpired if past ExpiresAt.
+	GetRegistrationToken(ctx context.Context, hash []byte, now time.Time) (*RegistrationToken, error)
+}
+
+// Patients is the patient directory the clinician picker searches.
+type Patients interface {
+	PutPatient(ctx context.Context, p *Patient) error // insert or replace
+	GetPatient(ctx context.Context, id string) (*Patient, error)
+	// SearchPatients matches name case-insensitively as a substring; an empty
+	// name lists all. At most limit results, ordered by name.
+	SearchPatients(ctx context.Context, name string, limit int) ([]Patient, error)
+}
+
+// Store is a whole backend.
+type Store interface {
+	Users
+	Clients
+	Launches
+	AuthRequests
+	AuthCodes
+	Sessions
+	Consents
+	Tokens
+	Keys
+	RegistrationTokens
+	Patients
+	// Ping checks the backend answers.
+	Ping(ctx context.Context) error
+	// Close releases the backend's resources.
+	Close() error
+}
