@@ -298,3 +298,12 @@ func TestReadmeDocumentsEveryKey(t *testing.T) {
 		}
 	}
 }
+
+func TestRoleScopesParsed(t *testing.T) {
+	for _, bad := range []string{"patient/Observation.xyz", "openid bogus_scope"} {
+		_, err := Load(LoadOptions{LookupEnv: noEnv, Overrides: map[string]string{"roles.patient": bad}})
+		if keys := problemKeys(t, err); !slices.Contains(keys, "roles.patient") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}
