@@ -378,8 +378,8 @@ func TestVerifyRefusals(t *testing.T) {
 		algs []string
 		typ  string
 	}{
-		"alg none":              {b64([]byte(`{"alg":"none","kid":"` + esKID + `","typ":"at+jwt"}`)) + "." + payload + ".", []string{"ES256"}, "at+jwt"},
-		"alg none no dot":       {b64([]byte(`{"alg":"none","kid":"` + esKID + `","typ":"at+jwt"}`)) + "." + payload, []string{"ES256"}, "at+jwt"},
+		"alg none":              {b64([]byte(`{"alg":"none","kid":"`+esKID+`","typ":"at+jwt"}`)) + "." + payload + ".", []string{"ES256"}, "at+jwt"},
+		"alg none no dot":       {b64([]byte(`{"alg":"none","kid":"`+esKID+`","typ":"at+jwt"}`)) + "." + payload, []string{"ES256"}, "at+jwt"},
 		"HS256 with public key": {forged(jose.HS256, pubDER, esKID, nil), []string{"ES256", "RS256"}, "at+jwt"},
 		"wrong typ":             {good, []string{"ES256"}, "JWT"},
 		"typ is a suffix":       {good, []string{"ES256"}, "jwt"},
