@@ -1,0 +1,191 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	"github.com/fhirgate/fhirgate/internal/storage"
+)
+
+// CreateLaunch inserts l; ErrConflict if its hash exists.
+func (s *Store) CreateLaunch(ctx context.Context, l *storage.Launch) error {
+	lc, err := jsonText(l.Context)
+	if err != nil {
+		return wrap("create launch", err)
+	}
+	_, err = s.w.ExecContext(ctx, `INSERT INTO launches (hash, context, created_at, expires_at, used_at)
+		VALUES (?, ?, ?, ?, ?)`, l.Hash, lc, micros(l.CreatedAt), micros(l.ExpiresAt), micros(l.UsedAt))
+	return wrap("create launch", err)
+}
+
+// ConsumeLaunch marks the launch used in one write transaction. A used
+// launch is ErrAlreadyUsed (checked before expiry), an expired one
+// ErrExpired; on any error no launch is returned.
+func (s *Store) ConsumeLaunch(ctx context.Context, hash []byte, now time.Time) (*storage.Launch, error) {
+	var out *storage.Launch
+	err := s.tx(ctx, "consume launch", func(tx *sql.Tx) error {
+		l := storage.Launch{Hash: append([]byte(nil), hash...)}
+		if err := tx.QueryRowContext(ctx, `SELECT context, created_at, expires_at, used_at
+			FROM launches WHERE hash = ?`, hash).Scan(js(&l.Context), ts(&l.CreatedAt),
+			ts(&l.ExpiresAt), ts(&l.UsedAt)); err != nil {
+			return err
+		}
+		if !l.UsedAt.IsZero() {
+			return storage.ErrAlreadyUsed
+		}
+		if expired(now, l.ExpiresAt) {
+			return storage.ErrExpired
+		}
+		if err := execOne(ctx, tx, `UPDATE launches SET used_at = ? WHERE hash = ? AND used_at IS NULL`,
+			micros(now), hash); err != nil {
+			return err
+		}
+		l.UsedAt = time.UnixMicro(now.UnixMicro()).UTC()
+		out = &l
+		return nil
+	})
+	return out, err
+}
+
+const authRequestCols = `id, client_id, redirect_uri, state, scope, nonce, code_challenge, audience,
+	launch, user_id, patient, response_mode, created_at, expires_at`
+
+func scanAuthRequest(sc scanner) (*storage.AuthRequest, error) {
+	var r storage.AuthRequest
+	if err := sc.Scan(&r.ID, &r.ClientID, &r.RedirectURI, &r.State, &r.Scope, &r.Nonce,
+		&r.CodeChallenge, &r.Audience, js(&r.Launch), &r.UserID, &r.Patient, &r.ResponseMode,
+		ts(&r.CreatedAt), ts(&r.ExpiresAt)); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+func authRequestArgs(r *storage.AuthRequest) ([]any, error) {
+	var launch any
+	if r.Launch != nil {
+		v, err := jsonText(r.Launch)
+		if err != nil {
+			return nil, err
+		}
+		launch = v
+	}
+	return []any{r.ID, r.ClientID, r.RedirectURI, r.State, r.Scope, r.Nonce, r.CodeChallenge,
+		r.Audience, launch, r.UserID, r.Patient, r.ResponseMode, micros(r.CreatedAt),
+		micros(r.ExpiresAt)}, nil
+}
+
+// CreateAuthRequest inserts r; ErrConflict if its id exists.
+func (s *Store) CreateAuthRequest(ctx context.Context, r *storage.AuthRequest) error {
+	args, err := authRequestArgs(r)
+	if err != nil {
+		return wrap("create auth request", err)
+	}
+	_, err = s.w.ExecContext(ctx, `INSERT INTO auth_requests (`+authRequestCols+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...)
+	return wrap("create auth request", err)
+}
+
+// GetAuthRequest returns the request; ErrExpired (and no request) if past ExpiresAt.
+func (s *Store) GetAuthRequest(ctx context.Context, id string, now time.Time) (*storage.AuthRequest, error) {
+	r, err := scanAuthRequest(s.r.QueryRowContext(ctx,
+		`SELECT `+authRequestCols+` FROM auth_requests WHERE id = ?`, id))
+	if err != nil {
+		return nil, wrap("get auth request", err)
+	}
+	if expired(now, r.ExpiresAt) {
+		return nil, wrap("get auth request", storage.ErrExpired)
+	}
+	return r, nil
+}
+
+// UpdateAuthRequest reads the request, applies update and writes it back in
+// one write transaction. The id cannot change. An error from update aborts.
+func (s *Store) UpdateAuthRequest(ctx context.Context, id string, update func(*storage.AuthRequest) error) (*storage.AuthRequest, error) {
+	var out *storage.AuthRequest
+	err := s.tx(ctx, "update auth request", func(tx *sql.Tx) error {
+		r, err := scanAuthRequest(tx.QueryRowContext(ctx,
+			`SELECT `+authRequestCols+` FROM auth_requests WHERE id = ?`, id))
+		if err != nil {
+			return err
+		}
+		if err := update(r); err != nil {
+			return err
+		}
+		r.ID = id
+		args, err := authRequestArgs(r)
+		if err != nil {
+			return err
+		}
+		if err := execOne(ctx, tx, `UPDATE auth_requests SET client_id = ?, redirect_uri = ?, state = ?,
+			scope = ?, nonce = ?, code_challenge = ?, audience = ?, launch = ?, user_id = ?, patient = ?,
+			response_mode = ?, created_at = ?, expires_at = ? WHERE id = ?`, append(args[1:], id)...); err != nil {
+			return err
+		}
+		out = r
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// DeleteAuthRequest deletes the request; deleting a missing one is not an error.
+func (s *Store) DeleteAuthRequest(ctx context.Context, id string) error {
+	_, err := s.w.ExecContext(ctx, `DELETE FROM auth_requests WHERE id = ?`, id)
+	return wrap("delete auth request", err)
+}
+
+const authCodeCols = `hash, client_id, redirect_uri, code_challenge, scope, user_id, nonce, auth_time,
+	context, family_id, created_at, expires_at, used_at`
+
+// CreateAuthCode inserts c; ErrConflict if its hash exists.
+func (s *Store) CreateAuthCode(ctx context.Context, c *storage.AuthCode) error {
+	lc, err := jsonText(c.Context)
+	if err != nil {
+		return wrap("create auth code", err)
+	}
+	_, err = s.w.ExecContext(ctx, `INSERT INTO auth_codes (`+authCodeCols+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		c.Hash, c.ClientID, c.RedirectURI, c.CodeChallenge, c.Scope, c.UserID, c.Nonce,
+		micros(c.AuthTime), lc, c.FamilyID, micros(c.CreatedAt), micros(c.ExpiresAt), micros(c.UsedAt))
+	return wrap("create auth code", err)
+}
+
+// ConsumeAuthCode marks the code used in one write transaction. A used code
+// is ErrAlreadyUsed (checked before expiry, so replay is always reported);
+// an expired code is ErrExpired and stays unused. Both return the code.
+func (s *Store) ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time) (*storage.AuthCode, error) {
+	var out *storage.AuthCode
+	err := s.tx(ctx, "consume auth code", func(tx *sql.Tx) error {
+		var c storage.AuthCode
+		if err := tx.QueryRowContext(ctx, `SELECT `+authCodeCols+` FROM auth_codes WHERE hash = ?`, hash).Scan(
+			bs(&c.Hash), &c.ClientID, &c.RedirectURI, &c.CodeChallenge, &c.Scope, &c.UserID, &c.Nonce,
+			ts(&c.AuthTime), js(&c.Context), &c.FamilyID, ts(&c.CreatedAt), ts(&c.ExpiresAt),
+			ts(&c.UsedAt)); err != nil {
+			return err
+		}
+		out = &c
+		if !c.UsedAt.IsZero() {
+			return storage.ErrAlreadyUsed
+		}
+		if expired(now, c.ExpiresAt) {
+			return storage.ErrExpired
+		}
+		if err := execOne(ctx, tx, `UPDATE auth_codes SET used_at = ? WHERE hash = ? AND used_at IS NULL`,
+			micros(now), hash); err != nil {
+			return err
+		}
+		c.UsedAt = time.UnixMicro(now.UnixMicro()).UTC()
+		return nil
+	})
+	if err != nil && out != nil && (errors.Is(err, storage.ErrAlreadyUsed) || errors.Is(err, storage.ErrExpired)) {
+		return out, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}

@@ -1,0 +1,156 @@
+package sqlite
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	"github.com/fhirgate/fhirgate/internal/storage"
+)
+
+// ReasonReuse is the revocation reason RotateRefreshToken records when it
+// detects a rotated refresh token presented again.
+const ReasonReuse = "refresh token reuse"
+
+const familyCols = `id, client_id, user_id, scope, context, created_at, expires_at, revoked_at, reason`
+
+func scanFamily(sc scanner) (*storage.TokenFamily, error) {
+	var f storage.TokenFamily
+	if err := sc.Scan(&f.ID, &f.ClientID, &f.UserID, &f.Scope, js(&f.Context), ts(&f.CreatedAt),
+		ts(&f.ExpiresAt), ts(&f.RevokedAt), &f.Reason); err != nil {
+		return nil, err
+	}
+	return &f, nil
+}
+
+// CreateFamily inserts f; ErrConflict if its id exists.
+func (s *Store) CreateFamily(ctx context.Context, f *storage.TokenFamily) error {
+	lc, err := jsonText(f.Context)
+	if err != nil {
+		return wrap("create family", err)
+	}
+	_, err = s.w.ExecContext(ctx, `INSERT INTO token_families (`+familyCols+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, f.ID, f.ClientID, f.UserID, f.Scope, lc,
+		micros(f.CreatedAt), micros(f.ExpiresAt), micros(f.RevokedAt), f.Reason)
+	return wrap("create family", err)
+}
+
+// GetFamily returns the family with that id.
+func (s *Store) GetFamily(ctx context.Context, id string) (*storage.TokenFamily, error) {
+	f, err := scanFamily(s.r.QueryRowContext(ctx, `SELECT `+familyCols+` FROM token_families WHERE id = ?`, id))
+	return f, wrap("get family", err)
+}
+
+// RevokeFamily revokes the family (and so all its refresh tokens). An
+// already revoked family keeps its first revocation time and reason.
+func (s *Store) RevokeFamily(ctx context.Context, id string, now time.Time, reason string) error {
+	return s.tx(ctx, "revoke family", func(tx *sql.Tx) error {
+		return revokeFamily(ctx, tx, id, now, reason)
+	})
+}
+
+func revokeFamily(ctx context.Context, tx *sql.Tx, id string, now time.Time, reason string) error {
+	res, err := tx.ExecContext(ctx, `UPDATE token_families SET revoked_at = ?, reason = ?
+		WHERE id = ? AND revoked_at IS NULL`, micros(now), reason, id)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 1 {
+		return err
+	}
+	var one int
+	return tx.QueryRowContext(ctx, `SELECT 1 FROM token_families WHERE id = ?`, id).Scan(&one)
+}
+
+// RevokeFamiliesFor revokes every unrevoked family of userID and clientID.
+func (s *Store) RevokeFamiliesFor(ctx context.Context, userID, clientID string, now time.Time, reason string) error {
+	_, err := s.w.ExecContext(ctx, `UPDATE token_families SET revoked_at = ?, reason = ?
+		WHERE user_id = ? AND client_id = ? AND revoked_at IS NULL`, micros(now), reason, userID, clientID)
+	return wrap("revoke families", err)
+}
+
+const refreshCols = `hash, family_id, client_id, user_id, scope, created_at, expires_at, used_at`
+
+func scanRefresh(sc scanner) (*storage.RefreshToken, error) {
+	var t storage.RefreshToken
+	if err := sc.Scan(bs(&t.Hash), &t.FamilyID, &t.ClientID, &t.UserID, &t.Scope, ts(&t.CreatedAt),
+		ts(&t.ExpiresAt), ts(&t.UsedAt)); err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
+
+type execer interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+}
+
+func insertRefresh(ctx context.Context, ex execer, t *storage.RefreshToken) error {
+	_, err := ex.ExecContext(ctx, `INSERT INTO refresh_tokens (`+refreshCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		t.Hash, t.FamilyID, t.ClientID, t.UserID, t.Scope, micros(t.CreatedAt), micros(t.ExpiresAt),
+		micros(t.UsedAt))
+	return err
+}
+
+// CreateRefreshToken inserts t; ErrConflict if its hash exists, ErrNotFound
+// if its family does not.
+func (s *Store) CreateRefreshToken(ctx context.Context, t *storage.RefreshToken) error {
+	return wrap("create refresh token", insertRefresh(ctx, s.w, t))
+}
+
+// GetRefreshToken returns the refresh token stored under hash.
+func (s *Store) GetRefreshToken(ctx context.Context, hash []byte) (*storage.RefreshToken, error) {
+	t, err := scanRefresh(s.r.QueryRowContext(ctx, `SELECT `+refreshCols+` FROM refresh_tokens WHERE hash = ?`, hash))
+	return t, wrap("get refresh token", err)
+}
+
+// errFamilyMismatch is returned when next does not belong to the old token's family.
+var errFamilyMismatch = errors.New("next refresh token belongs to another family")
+
+// RotateRefreshToken checks the token under oldHash and replaces it with
+// next, in one write transaction. Checks run in this order: ErrNotFound;
+// ErrAlreadyUsed (reuse: the family is revoked with reason ReasonReuse and
+// that revocation is committed); ErrRevoked; ErrExpired (token or family).
+// The old token is returned on success and alongside ErrAlreadyUsed,
+// ErrRevoked and ErrExpired.
+func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, next *storage.RefreshToken, now time.Time) (*storage.RefreshToken, error) {
+	var old *storage.RefreshToken
+	err := s.txKeep(ctx, "rotate refresh token", func(tx *sql.Tx) error {
+		t, err := scanRefresh(tx.QueryRowContext(ctx, `SELECT `+refreshCols+` FROM refresh_tokens WHERE hash = ?`, oldHash))
+		if err != nil {
+			return err
+		}
+		old = t
+		f, err := scanFamily(tx.QueryRowContext(ctx, `SELECT `+familyCols+` FROM token_families WHERE id = ?`, t.FamilyID))
+		if err != nil {
+			return err
+		}
+		if !t.UsedAt.IsZero() {
+			if err := revokeFamily(ctx, tx, f.ID, now, ReasonReuse); err != nil {
+				return err
+			}
+			return commitErr{storage.ErrAlreadyUsed}
+		}
+		if !f.RevokedAt.IsZero() {
+			return storage.ErrRevoked
+		}
+		if expired(now, t.ExpiresAt) || expired(now, f.ExpiresAt) {
+			return storage.ErrExpired
+		}
+		if next == nil || next.FamilyID != t.FamilyID || bytes.Equal(next.Hash, oldHash) {
+			return errFamilyMismatch
+		}
+		if err := execOne(ctx, tx, `UPDATE refresh_tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL`,
+			micros(now), oldHash); err != nil {
+			return err
+		}
+		t.UsedAt = time.UnixMicro(now.UnixMicro()).UTC()
+		return insertRefresh(ctx, tx, next)
+	})
+	if err == nil || (old != nil && (errors.Is(err, storage.ErrAlreadyUsed) ||
+		errors.Is(err, storage.ErrRevoked) || errors.Is(err, storage.ErrExpired))) {
+		return old, err
+	}
+	return nil, err
+}
