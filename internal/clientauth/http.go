@@ -1,0 +1,64 @@
+package clientauth
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/fhirgate/fhirgate/internal/oauth"
+)
+
+// ErrMalformedBasic is the cause when an Authorization: Basic header cannot
+// be decoded.
+var ErrMalformedBasic = errors.New("clientauth: malformed Basic authorization header")
+
+// FromRequest extracts Credentials from a token request whose form has
+// already been parsed (r.PostForm). The Basic header's id and secret are
+// form-urlencoded before base64 (RFC 6749 §2.3.1) and are decoded here; a
+// repeated client parameter is an invalid_request, a malformed header
+// invalid_client.
+func FromRequest(r *http.Request) (Credentials, error) {
+	var c Credentials
+	for _, name := range []string{"client_id", "client_secret", "client_assertion", "client_assertion_type"} {
+		if len(r.PostForm[name]) > 1 {
+			return c, oauth.Errorf(oauth.InvalidRequest, "parameter %s repeated", name)
+		}
+	}
+	c.FormID = r.PostForm.Get("client_id")
+	_, c.HasFormSecret = r.PostForm["client_secret"]
+	c.FormSecret = r.PostForm.Get("client_secret")
+	_, a := r.PostForm["client_assertion"]
+	_, at := r.PostForm["client_assertion_type"]
+	c.HasAssertion = a || at
+
+	values := r.Header.Values("Authorization")
+	if len(values) == 0 {
+		return c, nil
+	}
+	if len(values) > 1 {
+		return c, oauth.Errorf(oauth.InvalidRequest, "Authorization header repeated")
+	}
+	scheme, payload, _ := strings.Cut(values[0], " ")
+	if !strings.EqualFold(scheme, "Basic") {
+		return c, oauth.Wrap(oauth.InvalidClient, "unsupported Authorization scheme", ErrMalformedBasic)
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(payload))
+	if err != nil {
+		return c, oauth.Wrap(oauth.InvalidClient, "malformed Basic authorization header", fmt.Errorf("%w: %w", ErrMalformedBasic, err))
+	}
+	id, sec, ok := strings.Cut(string(raw), ":")
+	if !ok {
+		return c, oauth.Wrap(oauth.InvalidClient, "malformed Basic authorization header", ErrMalformedBasic)
+	}
+	if c.BasicID, err = url.QueryUnescape(id); err != nil {
+		return c, oauth.Wrap(oauth.InvalidClient, "malformed Basic authorization header", fmt.Errorf("%w: %w", ErrMalformedBasic, err))
+	}
+	if c.BasicSecret, err = url.QueryUnescape(sec); err != nil {
+		return c, oauth.Wrap(oauth.InvalidClient, "malformed Basic authorization header", fmt.Errorf("%w: %w", ErrMalformedBasic, err))
+	}
+	c.HasBasic = true
+	return c, nil
+}

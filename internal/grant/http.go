@@ -1,0 +1,75 @@
+package grant
+
+import (
+	"errors"
+	"mime"
+	"net/http"
+
+	"github.com/fhirgate/fhirgate/internal/clientauth"
+	"github.com/fhirgate/fhirgate/internal/httpx"
+	"github.com/fhirgate/fhirgate/internal/oauth"
+)
+
+// Register mounts the handler at /token. Every method reaches it, so that a
+// CORS wrapper (see RegisterWith) can answer preflights; anything but POST
+// gets 405.
+func (h *Handler) Register(mux *http.ServeMux) { h.RegisterWith(mux, nil) }
+
+// RegisterWith mounts the handler at /token wrapped by wrap (for example
+// the CORS policy's Handler method); a nil wrap mounts it bare.
+func (h *Handler) RegisterWith(mux *http.ServeMux, wrap func(http.Handler) http.Handler) {
+	var hh http.Handler = h
+	if wrap != nil {
+		hh = wrap(hh)
+	}
+	mux.Handle("/token", hh)
+}
+
+// ServeHTTP implements the token endpoint over HTTP.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	httpx.NoStore(w)
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		httpx.WriteJSON(w, http.StatusMethodNotAllowed, map[string]string{
+			"error":             string(oauth.InvalidRequest),
+			"error_description": "the token endpoint accepts POST only",
+		})
+		return
+	}
+	req := Request{SourceIP: httpx.ClientIP(r), UserAgent: r.UserAgent()}
+	fail := func(err error) {
+		h.Refuse(r.Context(), req, err)
+		httpx.WriteOAuthError(w, r, h.opts.Logger, err)
+	}
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/x-www-form-urlencoded" {
+		fail(oauth.Errorf(oauth.InvalidRequest, "Content-Type must be application/x-www-form-urlencoded"))
+		return
+	}
+	if err := httpx.ParseForm(w, r); err != nil {
+		if errors.Is(err, httpx.ErrBodyTooLarge) {
+			fail(oauth.Wrap(oauth.InvalidRequest, "request body too large", err))
+		} else {
+			fail(oauth.Wrap(oauth.InvalidRequest, "malformed form body", err))
+		}
+		return
+	}
+	for name, vs := range r.PostForm {
+		if len(vs) > 1 {
+			fail(oauth.Errorf(oauth.InvalidRequest, "parameter %q repeated", name))
+			return
+		}
+	}
+	req.Form = r.PostForm
+	req.Credentials, err = clientauth.FromRequest(r)
+	if err != nil {
+		fail(err)
+		return
+	}
+	resp, err := h.Token(r.Context(), req)
+	if err != nil {
+		httpx.WriteOAuthError(w, r, h.opts.Logger, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, resp)
+}

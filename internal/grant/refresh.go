@@ -1,0 +1,130 @@
+package grant
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+
+	"github.com/fhirgate/fhirgate/internal/audit"
+	"github.com/fhirgate/fhirgate/internal/oauth"
+	"github.com/fhirgate/fhirgate/internal/scope"
+	"github.com/fhirgate/fhirgate/internal/secret"
+	"github.com/fhirgate/fhirgate/internal/storage"
+)
+
+// Causes of refresh_token refusals (wrapped in the *oauth.Error).
+var (
+	ErrRefreshReuse  = errors.New("grant: refresh token used after rotation")
+	ErrRefreshClient = errors.New("grant: refresh token issued to another client")
+)
+
+// refreshToken rotates a refresh token (RFC 6749 §6, RFC 9700 §4.14): the
+// presented token is replaced by a new one in one store transaction; a token
+// presented again after its rotation revokes its whole family.
+func (h *Handler) refreshToken(ctx context.Context, client *storage.Client, form url.Values, ev *audit.Event) (*result, error) {
+	raw := form.Get("refresh_token")
+	if raw == "" {
+		return nil, oauth.Errorf(oauth.InvalidRequest, "refresh_token missing")
+	}
+	hash := storage.HashSecret(raw)
+	old, err := h.opts.Tokens.GetRefreshToken(ctx, hash)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, oauth.Wrap(oauth.InvalidGrant, "invalid refresh token", err)
+	} else if err != nil {
+		return nil, storeError("get refresh token", err)
+	}
+	// Check the binding before rotating, so another client cannot burn it.
+	if old.ClientID != client.ID {
+		return nil, oauth.Wrap(oauth.InvalidGrant, "invalid refresh token",
+			fmt.Errorf("%w: issued to %q, presented by %q", ErrRefreshClient, old.ClientID, client.ID))
+	}
+	ev.UserID = old.UserID
+	fam, err := h.opts.Tokens.GetFamily(ctx, old.FamilyID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, oauth.Wrap(oauth.InvalidGrant, "invalid refresh token", err)
+	} else if err != nil {
+		return nil, storeError("get family", err)
+	}
+	familyScope, _, err := scope.ParseSet(fam.Scope)
+	if err != nil {
+		return nil, oauth.Wrap(oauth.ServerError, "internal error", fmt.Errorf("grant: stored family scope: %w", err))
+	}
+	granted, grantedStr := familyScope, fam.Scope
+	if reqScope := form.Get("scope"); reqScope != "" {
+		requested, unknown, err := scope.ParseSet(reqScope)
+		if err != nil {
+			return nil, oauth.Wrap(oauth.InvalidScope, "malformed scope", err)
+		}
+		if len(unknown) > 0 || !scope.Covers(familyScope, requested) {
+			return nil, oauth.Errorf(oauth.InvalidScope, "requested scope exceeds the original grant")
+		}
+		granted, grantedStr = requested, requested.String()
+	}
+
+	now := h.opts.Now()
+	nextRaw := secret.Token()
+	_, err = h.opts.Tokens.RotateRefreshToken(ctx, hash, &storage.RefreshToken{
+		Hash:      storage.HashSecret(nextRaw),
+		FamilyID:  fam.ID,
+		ClientID:  client.ID,
+		UserID:    old.UserID,
+		Scope:     fam.Scope,
+		CreatedAt: now,
+		ExpiresAt: h.refreshExpiry(now, fam.ExpiresAt),
+	}, now)
+	switch {
+	case err == nil:
+	case errors.Is(err, storage.ErrAlreadyUsed):
+		// The store revoked the family in the same transaction.
+		h.refreshReused(ctx, old, client, ev)
+		return nil, oauth.Wrap(oauth.InvalidGrant, "refresh token already used", fmt.Errorf("%w: %w", ErrRefreshReuse, err))
+	case errors.Is(err, storage.ErrRevoked):
+		return nil, oauth.Wrap(oauth.InvalidGrant, "refresh token revoked", err)
+	case errors.Is(err, storage.ErrExpired):
+		return nil, oauth.Wrap(oauth.InvalidGrant, "refresh token expired", err)
+	case errors.Is(err, storage.ErrNotFound):
+		return nil, oauth.Wrap(oauth.InvalidGrant, "invalid refresh token", err)
+	default:
+		return nil, storeError("rotate refresh token", err)
+	}
+
+	user, err := h.opts.Users.GetUser(ctx, old.UserID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, oauth.Wrap(oauth.InvalidGrant, "the authorizing user no longer exists", err)
+	} else if err != nil {
+		return nil, storeError("get user", err)
+	}
+	resp, err := h.mint(ctx, grantInfo{
+		client:   client,
+		user:     user,
+		scope:    grantedStr,
+		granted:  granted,
+		context:  fam.Context,
+		familyID: fam.ID,
+	}, ev)
+	if err != nil {
+		return nil, err
+	}
+	resp.RefreshToken = nextRaw
+	return &result{resp: resp, familyID: fam.ID}, nil
+}
+
+// refreshReused records a refresh token replay; the store has already
+// revoked the family.
+func (h *Handler) refreshReused(ctx context.Context, old *storage.RefreshToken, client *storage.Client, ev *audit.Event) {
+	ctx = context.WithoutCancel(ctx)
+	if err := h.opts.Auditor.Record(ctx, audit.Event{
+		Time:      h.opts.Now(),
+		Action:    audit.ActionRefreshReuse,
+		Outcome:   audit.Failure,
+		Reason:    "refresh token reused; token family revoked",
+		UserID:    old.UserID,
+		ClientID:  client.ID,
+		SourceIP:  ev.SourceIP,
+		UserAgent: ev.UserAgent,
+		Scope:     old.Scope,
+	}); err != nil {
+		h.opts.Logger.ErrorContext(ctx, "audit of refresh token reuse failed", "error", err)
+	}
+}
