@@ -15,18 +15,18 @@ const MaxURILength = 2000
 // forbiddenSchemes are schemes that must never receive an authorization
 // response: they run script, embed content, or reach local resources.
 var forbiddenSchemes = map[string]bool{
-	"javascript": true,
-	"vbscript":   true,
-	"data":       true,
-	"file":       true,
-	"blob":       true,
-	"about":      true,
-	"filesystem": true,
+	"javascript":  true,
+	"vbscript":    true,
+	"data":        true,
+	"file":        true,
+	"blob":        true,
+	"about":       true,
+	"filesystem":  true,
 	"view-source": true,
-	"ftp":        true,
-	"ws":         true,
-	"wss":        true,
-	"mailto":     true,
+	"ftp":         true,
+	"ws":          true,
+	"wss":         true,
+	"mailto":      true,
 }
 
 // ValidateRedirectURI checks one redirect URI against fhirgate's rules and
