@@ -1,0 +1,231 @@
+package storagetest
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/fhirgate/fhirgate/internal/storage"
+)
+
+func newLaunch(label string) *storage.Launch {
+	return &storage.Launch{
+		Hash:      hash(label),
+		Context:   launchContext("123"),
+		CreatedAt: base,
+		ExpiresAt: base.Add(5 * time.Minute),
+	}
+}
+
+func testLaunches(t *testing.T, s storage.Store) {
+	ctx := ctxT(t)
+	now := base.Add(time.Minute)
+	_, err := s.ConsumeLaunch(ctx, hash("unknown"), now)
+	wantErr(t, "ConsumeLaunch unknown", err, storage.ErrNotFound)
+
+	l := newLaunch("launch-1")
+	wantErr(t, "CreateLaunch", s.CreateLaunch(ctx, l), nil)
+	wantErr(t, "CreateLaunch same hash", s.CreateLaunch(ctx, newLaunch("launch-1")), storage.ErrConflict)
+	got, err := s.ConsumeLaunch(ctx, l.Hash, now)
+	wantErr(t, "ConsumeLaunch", err, nil)
+	want := *l
+	want.UsedAt = now
+	mustEqual(t, "ConsumeLaunch", got, &want)
+	_, err = s.ConsumeLaunch(ctx, l.Hash, now)
+	wantErr(t, "ConsumeLaunch again", err, storage.ErrAlreadyUsed)
+	_, err = s.ConsumeLaunch(ctx, l.Hash, base.Add(time.Hour))
+	wantErr(t, "ConsumeLaunch again after expiry", err, storage.ErrAlreadyUsed)
+
+	// Expired exactly at ExpiresAt; an expired launch stays expired.
+	exp := newLaunch("launch-2")
+	wantErr(t, "CreateLaunch", s.CreateLaunch(ctx, exp), nil)
+	_, err = s.ConsumeLaunch(ctx, exp.Hash, exp.ExpiresAt)
+	wantErr(t, "ConsumeLaunch at ExpiresAt", err, storage.ErrExpired)
+	_, err = s.ConsumeLaunch(ctx, exp.Hash, exp.ExpiresAt.Add(-time.Microsecond))
+	wantErr(t, "ConsumeLaunch just before ExpiresAt", err, nil)
+
+	// A launch created without a lifetime fails closed.
+	noExp := newLaunch("launch-3")
+	noExp.ExpiresAt = time.Time{}
+	wantErr(t, "CreateLaunch", s.CreateLaunch(ctx, noExp), nil)
+	_, err = s.ConsumeLaunch(ctx, noExp.Hash, now)
+	wantErr(t, "ConsumeLaunch without ExpiresAt", err, storage.ErrExpired)
+}
+
+func testConsumeLaunchRace(t *testing.T, s storage.Store) {
+	ctx := ctxT(t)
+	now := base.Add(time.Minute)
+	for round := range 3 {
+		l := newLaunch(label("race-launch", round))
+		wantErr(t, "CreateLaunch", s.CreateLaunch(ctx, l), nil)
+		errs := race(Racers, func(int) error {
+			_, err := s.ConsumeLaunch(ctx, l.Hash, now)
+			return err
+		})
+		oneWinner(t, "ConsumeLaunch race", errs, storage.ErrAlreadyUsed)
+	}
+}
+
+func newAuthRequest(id string) *storage.AuthRequest {
+	lc := launchContext("456")
+	return &storage.AuthRequest{
+		ID:            id,
+		ClientID:      "c1",
+		RedirectURI:   "https://app.example/cb",
+		State:         "st-" + id,
+		Scope:         "openid launch patient/*.rs",
+		Nonce:         "n-" + id,
+		CodeChallenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+		Audience:      "https://ehr.example/fhir",
+		Launch:        &lc,
+		ResponseMode:  "query",
+		CreatedAt:     base,
+		ExpiresAt:     base.Add(10 * time.Minute),
+	}
+}
+
+func testAuthRequests(t *testing.T, s storage.Store) {
+	ctx := ctxT(t)
+	now := base.Add(time.Minute)
+	_, err := s.GetAuthRequest(ctx, "nope", now)
+	wantErr(t, "GetAuthRequest unknown", err, storage.ErrNotFound)
+	_, err = s.UpdateAuthRequest(ctx, "nope", func(*storage.AuthRequest) error { return nil })
+	wantErr(t, "UpdateAuthRequest unknown", err, storage.ErrNotFound)
+	wantErr(t, "DeleteAuthRequest unknown", s.DeleteAuthRequest(ctx, "nope"), nil)
+
+	r := newAuthRequest("ar1")
+	wantErr(t, "CreateAuthRequest", s.CreateAuthRequest(ctx, r), nil)
+	wantErr(t, "CreateAuthRequest same id", s.CreateAuthRequest(ctx, newAuthRequest("ar1")), storage.ErrConflict)
+	got, err := s.GetAuthRequest(ctx, "ar1", now)
+	wantErr(t, "GetAuthRequest", err, nil)
+	mustEqual(t, "GetAuthRequest", got, r)
+
+	noLaunch := newAuthRequest("ar2")
+	noLaunch.Launch = nil
+	wantErr(t, "CreateAuthRequest", s.CreateAuthRequest(ctx, noLaunch), nil)
+	got, err = s.GetAuthRequest(ctx, "ar2", now)
+	wantErr(t, "GetAuthRequest", err, nil)
+	if got.Launch != nil {
+		t.Fatalf("nil Launch came back as %+v", got.Launch)
+	}
+	mustEqual(t, "GetAuthRequest without launch", got, noLaunch)
+
+	_, err = s.GetAuthRequest(ctx, "ar1", r.ExpiresAt)
+	wantErr(t, "GetAuthRequest at ExpiresAt", err, storage.ErrExpired)
+
+	updated, err := s.UpdateAuthRequest(ctx, "ar1", func(r *storage.AuthRequest) error {
+		r.ID = "other"
+		r.UserID = "u1"
+		r.Patient = "789"
+		r.Launch = nil
+		return nil
+	})
+	wantErr(t, "UpdateAuthRequest", err, nil)
+	want := *r
+	want.UserID, want.Patient, want.Launch = "u1", "789", nil
+	mustEqual(t, "UpdateAuthRequest result", updated, &want)
+	got, err = s.GetAuthRequest(ctx, "ar1", now)
+	wantErr(t, "GetAuthRequest", err, nil)
+	mustEqual(t, "GetAuthRequest after update", got, &want)
+
+	_, err = s.UpdateAuthRequest(ctx, "ar1", func(r *storage.AuthRequest) error {
+		r.UserID = "intruder"
+		return errUpdate
+	})
+	if !errors.Is(err, errUpdate) {
+		t.Fatalf("UpdateAuthRequest with failing update: got %v, want %v", err, errUpdate)
+	}
+	got, err = s.GetAuthRequest(ctx, "ar1", now)
+	wantErr(t, "GetAuthRequest", err, nil)
+	mustEqual(t, "GetAuthRequest after aborted update", got, &want)
+
+	wantErr(t, "DeleteAuthRequest", s.DeleteAuthRequest(ctx, "ar1"), nil)
+	_, err = s.GetAuthRequest(ctx, "ar1", now)
+	wantErr(t, "GetAuthRequest deleted", err, storage.ErrNotFound)
+}
+
+func newAuthCode(label string) *storage.AuthCode {
+	return &storage.AuthCode{
+		Hash:          hash(label),
+		ClientID:      "c1",
+		RedirectURI:   "https://app.example/cb",
+		CodeChallenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+		Scope:         "openid fhirUser launch/patient patient/*.rs",
+		UserID:        "u1",
+		Nonce:         "nonce-" + label,
+		AuthTime:      base.Add(-time.Minute),
+		Context:       launchContext("123"),
+		FamilyID:      "fam-" + label,
+		CreatedAt:     base,
+		ExpiresAt:     base.Add(60 * time.Second),
+	}
+}
+
+func testAuthCodes(t *testing.T, s storage.Store) {
+	ctx := ctxT(t)
+	now := base.Add(10 * time.Second)
+	_, err := s.ConsumeAuthCode(ctx, hash("unknown"), now)
+	wantErr(t, "ConsumeAuthCode unknown", err, storage.ErrNotFound)
+
+	c := newAuthCode("code-1")
+	wantErr(t, "CreateAuthCode", s.CreateAuthCode(ctx, c), nil)
+	wantErr(t, "CreateAuthCode same hash", s.CreateAuthCode(ctx, newAuthCode("code-1")), storage.ErrConflict)
+	got, err := s.ConsumeAuthCode(ctx, c.Hash, now)
+	wantErr(t, "ConsumeAuthCode", err, nil)
+	want := *c
+	want.UsedAt = now
+	mustEqual(t, "ConsumeAuthCode", got, &want)
+
+	// Replay: ErrAlreadyUsed, with the code so the caller can revoke its family.
+	got, err = s.ConsumeAuthCode(ctx, c.Hash, now.Add(time.Second))
+	wantErr(t, "ConsumeAuthCode replay", err, storage.ErrAlreadyUsed)
+	if got == nil {
+		t.Fatal("ConsumeAuthCode replay returned no code")
+	}
+	mustEqual(t, "ConsumeAuthCode replay record", got, &want)
+	_, err = s.ConsumeAuthCode(ctx, c.Hash, c.ExpiresAt.Add(time.Hour))
+	wantErr(t, "ConsumeAuthCode replay after expiry", err, storage.ErrAlreadyUsed)
+
+	// Expired at ExpiresAt: reported with the code, and not marked used.
+	exp := newAuthCode("code-2")
+	wantErr(t, "CreateAuthCode", s.CreateAuthCode(ctx, exp), nil)
+	got, err = s.ConsumeAuthCode(ctx, exp.Hash, exp.ExpiresAt)
+	wantErr(t, "ConsumeAuthCode at ExpiresAt", err, storage.ErrExpired)
+	if got == nil {
+		t.Fatal("ConsumeAuthCode expired returned no code")
+	}
+	mustEqual(t, "ConsumeAuthCode expired record", got, exp)
+	_, err = s.ConsumeAuthCode(ctx, exp.Hash, exp.ExpiresAt.Add(time.Second))
+	wantErr(t, "ConsumeAuthCode expired again", err, storage.ErrExpired)
+	got, err = s.ConsumeAuthCode(ctx, exp.Hash, exp.ExpiresAt.Add(-time.Microsecond))
+	wantErr(t, "ConsumeAuthCode just before ExpiresAt", err, nil)
+	if got.FamilyID != exp.FamilyID {
+		t.Fatalf("FamilyID %q, want %q", got.FamilyID, exp.FamilyID)
+	}
+
+	noExp := newAuthCode("code-3")
+	noExp.ExpiresAt = time.Time{}
+	wantErr(t, "CreateAuthCode", s.CreateAuthCode(ctx, noExp), nil)
+	_, err = s.ConsumeAuthCode(ctx, noExp.Hash, now)
+	wantErr(t, "ConsumeAuthCode without ExpiresAt", err, storage.ErrExpired)
+}
+
+func testConsumeAuthCodeRace(t *testing.T, s storage.Store) {
+	ctx := ctxT(t)
+	now := base.Add(time.Second)
+	for round := range 3 {
+		c := newAuthCode(label("race-code", round))
+		wantErr(t, "CreateAuthCode", s.CreateAuthCode(ctx, c), nil)
+		errs := race(Racers, func(int) error {
+			got, err := s.ConsumeAuthCode(ctx, c.Hash, now)
+			if err == nil && (got == nil || got.UsedAt.IsZero()) {
+				return errors.New("winner got no used code")
+			}
+			if errors.Is(err, storage.ErrAlreadyUsed) && (got == nil || got.FamilyID != c.FamilyID) {
+				return errors.New("loser got no code to revoke")
+			}
+			return err
+		})
+		oneWinner(t, "ConsumeAuthCode race", errs, storage.ErrAlreadyUsed)
+	}
+}
