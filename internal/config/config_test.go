@@ -307,3 +307,18 @@ func TestRoleScopesParsed(t *testing.T) {
 		}
 	}
 }
+
+// TestExampleFileLoads keeps fhirgate.example.yaml valid and equal to the defaults.
+func TestExampleFileLoads(t *testing.T) {
+	c, err := Load(LoadOptions{File: "../../fhirgate.example.yaml", LookupEnv: noEnv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := Load(LoadOptions{LookupEnv: noEnv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != d.Addr || c.Issuer != d.Issuer || c.Tokens != d.Tokens || c.Login != d.Login || c.Roles != d.Roles || c.Log != d.Log {
+		t.Fatalf("example differs from defaults:\n%+v\n%+v", c, d)
+	}
+}

@@ -1,0 +1,78 @@
+package app
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/fhirgate/fhirgate/internal/audit"
+	"github.com/fhirgate/fhirgate/internal/config"
+	"github.com/fhirgate/fhirgate/internal/cors"
+	"github.com/fhirgate/fhirgate/internal/grant"
+	"github.com/fhirgate/fhirgate/internal/keys"
+	"github.com/fhirgate/fhirgate/internal/launch"
+	"github.com/fhirgate/fhirgate/internal/session"
+	"github.com/fhirgate/fhirgate/internal/storage"
+	"github.com/fhirgate/fhirgate/internal/token"
+	"github.com/fhirgate/fhirgate/internal/userinfo"
+	"github.com/fhirgate/fhirgate/internal/web"
+)
+
+// buildMux wires every feature handler onto one mux. CORS wraps /token and
+// /userinfo (discovery and JWKS set their own), never /authorize.
+func buildMux(cfg *config.Config, store storage.Store, km *keys.Manager, tokens *token.Issuer,
+	auditor audit.Auditor, log *slog.Logger, now func() time.Time) (*http.ServeMux, error) {
+	mux := http.NewServeMux()
+
+	policy, err := cors.New(cors.Options{Clients: store, Logger: log, Now: now})
+	if err != nil {
+		return nil, fmt.Errorf("cors: %w", err)
+	}
+
+	throttle := session.NewThrottle(session.ThrottleOptions{
+		MaxPerAccount: cfg.Login.MaxFailures,
+		LockFor:       cfg.Login.Lockout,
+	})
+	authn, err := session.NewAuthenticator(session.AuthenticatorOptions{
+		Users: store, Throttle: throttle, Auditor: auditor, Logger: log, Now: now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("authenticator: %w", err)
+	}
+	sessions, err := session.New(session.Options{Store: store, SecureCookies: secureCookies(cfg), Logger: log, Now: now})
+	if err != nil {
+		return nil, fmt.Errorf("sessions: %w", err)
+	}
+	_ = sessions // used by authorize (wired when it lands)
+
+	tokenH, err := grant.New(grant.Options{
+		Clients: store, Codes: store, Tokens: store, Users: store, Issuer: tokens,
+		IssuerURL: cfg.Issuer, FHIRBase: cfg.FHIRBase,
+		RefreshIdle: cfg.Tokens.RefreshIdle, RefreshAbsolute: cfg.Tokens.RefreshAbsolute,
+		Auditor: auditor, Logger: log, Now: now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("token endpoint: %w", err)
+	}
+	tokenH.RegisterWith(mux, policy.Handler)
+
+	uiH, err := userinfo.New(userinfo.Options{
+		Issuer: tokens, Tokens: store, Users: store, FHIRBase: cfg.FHIRBase,
+		Auditor: auditor, Logger: log, Now: now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("userinfo: %w", err)
+	}
+	uiH.RegisterWith(mux, policy.Handler)
+
+	launchH, err := launch.New(launch.Options{Launches: store, Authenticator: authn, Auditor: auditor, Logger: log, Now: now})
+	if err != nil {
+		return nil, fmt.Errorf("admin launch: %w", err)
+	}
+	launchH.Register(mux)
+
+	web.Register(mux)
+	_ = km
+	return mux, nil
+}
