@@ -63,8 +63,8 @@ func newClientsCmd(e *env, g *globalFlags) *cobra.Command {
 func newClientsCreateCmd(e *env, g *globalFlags) *cobra.Command {
 	var (
 		name, scope, authMethod, launchURI, logoURI, idTokenAlg, jwksFile, jwksURI string
-		redirects, grantTypes                                                     []string
-		public, asJSON                                                            bool
+		redirects, grantTypes                                                      []string
+		public, asJSON                                                             bool
 	)
 	cmd := &cobra.Command{
 		Use:   "create",
