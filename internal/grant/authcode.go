@@ -166,33 +166,52 @@ func (h *Handler) codeReused(ctx context.Context, ac *storage.AuthCode, client *
 	}
 }
 
+// Waiting for a concurrent first exchange to create the family of a reused
+// code: at most reuseWaitAttempts polls reuseWaitStep apart, and only while
+// the code was consumed less than reuseWaitWindow ago.
+const (
+	reuseWaitAttempts = 20
+	reuseWaitStep     = 25 * time.Millisecond
+	reuseWaitWindow   = 5 * time.Second
+)
+
+// revokeOrTombstone revokes the family of a reused code. The first exchange
+// may still be between consuming the code and creating the family; if the
+// family does not appear within a short wait, it is created already revoked
+// (a tombstone), so that exchange then fails instead of issuing live tokens.
 func (h *Handler) revokeOrTombstone(ctx context.Context, ac *storage.AuthCode, now time.Time) error {
 	if ac.FamilyID == "" {
 		return errors.New("grant: reused code has no token family")
 	}
-	if _, err := h.opts.Tokens.GetFamily(ctx, ac.FamilyID); errors.Is(err, storage.ErrNotFound) {
-		tomb := &storage.TokenFamily{
-			ID:        ac.FamilyID,
-			ClientID:  ac.ClientID,
-			UserID:    ac.UserID,
-			Scope:     ac.Scope,
-			Context:   ac.Context,
-			CreatedAt: now,
-			ExpiresAt: now.Add(h.opts.RefreshAbsolute),
-			RevokedAt: now,
-			Reason:    reasonCodeReuse,
-		}
-		err := h.opts.Tokens.CreateFamily(ctx, tomb)
+	recent := ac.UsedAt.IsZero() || now.Sub(ac.UsedAt) < reuseWaitWindow
+	for attempt := 0; ; attempt++ {
+		_, err := h.opts.Tokens.GetFamily(ctx, ac.FamilyID)
 		if err == nil {
-			// Make sure the tombstone is revoked even if the backend ignored RevokedAt.
 			return h.opts.Tokens.RevokeFamily(ctx, ac.FamilyID, now, reasonCodeReuse)
 		}
-		if !errors.Is(err, storage.ErrConflict) {
+		if !errors.Is(err, storage.ErrNotFound) {
 			return err
 		}
-		// The first exchange created it meanwhile: revoke below.
-	} else if err != nil {
+		if !recent || attempt >= reuseWaitAttempts {
+			break
+		}
+		time.Sleep(reuseWaitStep)
+	}
+	tomb := &storage.TokenFamily{
+		ID:        ac.FamilyID,
+		ClientID:  ac.ClientID,
+		UserID:    ac.UserID,
+		Scope:     ac.Scope,
+		Context:   ac.Context,
+		CreatedAt: now,
+		ExpiresAt: now.Add(h.opts.RefreshAbsolute),
+		RevokedAt: now,
+		Reason:    reasonCodeReuse,
+	}
+	if err := h.opts.Tokens.CreateFamily(ctx, tomb); err != nil && !errors.Is(err, storage.ErrConflict) {
 		return err
 	}
+	// Revoke explicitly: the first exchange may have created the family
+	// meanwhile (ErrConflict above), or the backend may ignore RevokedAt.
 	return h.opts.Tokens.RevokeFamily(ctx, ac.FamilyID, now, reasonCodeReuse)
 }
