@@ -184,7 +184,6 @@ func post(c *storage.Client, s string) auth {
 	return auth{formID: c.ID, formSecret: s, sendFormSecret: true}
 }
 
-
 // request builds a token request.
 func tokenRequest(form url.Values, a auth) *http.Request {
 	if a.formID != "" {
