@@ -19,8 +19,9 @@ type Set []Scope
 // gives an empty set.
 func ParseSet(raw string) (Set, []string, error) {
 	var (
-		set     Set
+		set     dedup
 		unknown []string
+		seenUnk map[string]bool
 	)
 	for tok := range strings.SplitSeq(raw, " ") {
 		if tok == "" {
@@ -29,18 +30,20 @@ func ParseSet(raw string) (Set, []string, error) {
 		sc, err := Parse(tok)
 		switch {
 		case err == nil:
-			if !set.contains(sc) {
-				set = append(set, sc)
-			}
+			set.add(sc)
 		case errors.Is(err, ErrUnknown):
-			if !containsString(unknown, tok) {
+			if seenUnk == nil {
+				seenUnk = make(map[string]bool)
+			}
+			if !seenUnk[tok] {
+				seenUnk[tok] = true
 				unknown = append(unknown, tok)
 			}
 		default:
 			return nil, nil, err
 		}
 	}
-	return set, unknown, nil
+	return set.list, unknown, nil
 }
 
 // MustParseSet is ParseSet for trusted constants (tests, built-in defaults):
@@ -56,22 +59,38 @@ func MustParseSet(raw string) Set {
 	return set
 }
 
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
+// dedupThreshold is the size from which dedup switches from a linear scan
+// to a map, keeping large (hostile) inputs linear in time.
+const dedupThreshold = 16
+
+// dedup builds a Set in insertion order without exact duplicates.
+type dedup struct {
+	list Set
+	seen map[Scope]struct{}
 }
 
-func (s Set) contains(sc Scope) bool {
-	for _, x := range s {
-		if x == sc {
-			return true
+// add appends sc unless it is already present.
+func (d *dedup) add(sc Scope) {
+	if d.seen == nil && len(d.list) < dedupThreshold {
+		for _, x := range d.list {
+			if x == sc {
+				return
+			}
+		}
+		d.list = append(d.list, sc)
+		return
+	}
+	if d.seen == nil {
+		d.seen = make(map[Scope]struct{}, 2*len(d.list))
+		for _, x := range d.list {
+			d.seen[x] = struct{}{}
 		}
 	}
-	return false
+	if _, ok := d.seen[sc]; ok {
+		return
+	}
+	d.seen[sc] = struct{}{}
+	d.list = append(d.list, sc)
 }
 
 // String returns the scopes of s in order, separated by single spaces.
@@ -190,15 +209,13 @@ func (s Set) Resources() Set {
 // the narrower grant and it is answered in v2 (patient/Observation.read
 // narrowed to read only becomes patient/Observation.r).
 func Narrow(requested, allowed Set) Set {
-	var out Set
+	var out dedup
 	for _, r := range requested {
 		for _, sc := range narrowOne(r, allowed) {
-			if !out.contains(sc) {
-				out = append(out, sc)
-			}
+			out.add(sc)
 		}
 	}
-	return out
+	return out.list
 }
 
 // narrowOne returns what allowed grants of the single requested scope r.

@@ -3,6 +3,7 @@ package scope
 import (
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -326,4 +327,60 @@ func BenchmarkNarrow(b *testing.B) {
 	for b.Loop() {
 		Narrow(req, allowed)
 	}
+}
+
+// Large and hostile inputs stay linear: 20,000 distinct granular scopes,
+// each repeated, parse and narrow quickly and are de-duplicated past the
+// point where the map takes over.
+func TestParseSetLarge(t *testing.T) {
+	var b strings.Builder
+	const n = 20000
+	for i := range n {
+		tok := "patient/Observation.rs?code=" + strings.Repeat("x", i%7+1) + "-" + strconv.Itoa(i)
+		b.WriteString(tok + " " + tok + " ")
+	}
+	set, unknown, err := ParseSet(b.String())
+	if err != nil || len(unknown) != 0 {
+		t.Fatalf("ParseSet: %v, unknown %d", err, len(unknown))
+	}
+	if len(set) != n {
+		t.Fatalf("got %d scopes, want %d distinct", len(set), n)
+	}
+	got := Narrow(set, MustParseSet("patient/Observation.r"))
+	if len(got) != n || got[0].Perms != Read {
+		t.Fatalf("Narrow of large set: %d scopes", len(got))
+	}
+	_, list, err := ParseSet(strings.Repeat("email phone ", 5000))
+	if err != nil || !slices.Equal(list, []string{"email", "phone"}) {
+		t.Fatalf("unknown de-duplication: %q %v", list, err)
+	}
+}
+
+// FuzzNarrow checks, on arbitrary scope strings, that ParseSet output
+// re-parses to itself and that Narrow never grants more than either side.
+func FuzzNarrow(f *testing.F) {
+	f.Add("patient/*.rs openid", "patient/Observation.rs launch/patient")
+	f.Add("patient/Observation.read", "patient/Observation.r patient/Observation.s")
+	f.Add("patient/*.cruds?category=laboratory", "patient/Observation.rs?category=laboratory user/*.*")
+	f.Fuzz(func(t *testing.T, req, allowed string) {
+		r, _, err1 := ParseSet(req)
+		a, _, err2 := ParseSet(allowed)
+		if err1 != nil || err2 != nil {
+			return
+		}
+		again, unknown, err := ParseSet(r.String())
+		if err != nil || len(unknown) != 0 || !slices.Equal(again, r) {
+			t.Fatalf("ParseSet(%q).String() does not round-trip: %q, %v", req, again, err)
+		}
+		got := Narrow(r, a)
+		if !Covers(a, got) || !Covers(r, got) {
+			t.Fatalf("Narrow(%q, %q) = %q exceeds an input", r, a, got)
+		}
+		if Covers(a, r) != Covers(got, r) {
+			t.Fatalf("Covers(%q, %q) disagrees with Narrow = %q", a, r, got)
+		}
+		if again := Narrow(got, a); again.String() != got.String() {
+			t.Fatalf("Narrow not idempotent: %q then %q", got, again)
+		}
+	})
 }
