@@ -18,12 +18,26 @@ const MaxRegistrationTokenTTL = 366 * 24 * time.Hour
 // too long lifetime.
 var ErrInvalidTTL = errors.New("clientreg: registration token lifetime must be positive and at most a year")
 
-// Create validates m and stores a new client. The client id comes from
-// secret.ID. For the client_secret_basic and client_secret_post methods a
-// 256-bit secret is generated, stored only as storage.HashSecret(secret) and
-// returned once; for "none" the returned secret is "". Validation failures are
-// *oauth.Error values; store failures are wrapped with %w.
+// Create validates m and stores a new client built by Build. Validation
+// failures are *oauth.Error values; store failures are wrapped with %w. The
+// returned secret is "" for public clients and is shown to the caller once.
 func Create(ctx context.Context, store storage.Clients, m Metadata, now time.Time) (*storage.Client, string, error) {
+	c, plain, err := Build(m, now)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := store.CreateClient(ctx, c); err != nil {
+		return nil, "", fmt.Errorf("clientreg: create client: %w", err)
+	}
+	return c, plain, nil
+}
+
+// Build validates m and returns a new client record without storing it. The
+// client id comes from secret.ID. For the client_secret_basic and
+// client_secret_post methods a 256-bit URL-safe secret is generated and only
+// storage.HashSecret(secret) is kept in the record; the secret itself is
+// returned for showing once. For "none" the returned secret is "".
+func Build(m Metadata, now time.Time) (*storage.Client, string, error) {
 	v, err := Validate(m)
 	if err != nil {
 		return nil, "", err
@@ -38,9 +52,6 @@ func Create(ctx context.Context, store storage.Clients, m Metadata, now time.Tim
 	if oauth.AuthMethod(c.AuthMethod).UsesSecret() {
 		plain = secret.Token()
 		c.SecretHash = storage.HashSecret(plain)
-	}
-	if err := store.CreateClient(ctx, c); err != nil {
-		return nil, "", fmt.Errorf("clientreg: create client: %w", err)
 	}
 	return c, plain, nil
 }
