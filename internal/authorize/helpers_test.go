@@ -97,11 +97,15 @@ func newEnv(t *testing.T) *env {
 	}
 	must(store.CreateClient(ctx, &storage.Client{ID: "app", Name: "Demo App", AuthMethod: "none",
 		RedirectURIs: []string{appRedirect, "http://127.0.0.1/native"}, LogoURI: "https://app.example/logo.png",
-		Scope: "openid fhirUser profile launch launch/patient launch/encounter offline_access patient/*.rs user/*.rs system/*.rs",
+		Scope:      "openid fhirUser profile launch launch/patient launch/encounter offline_access patient/*.rs user/*.rs system/*.rs",
 		GrantTypes: []string{"authorization_code", "refresh_token"}}))
 	must(store.CreateClient(ctx, &storage.Client{ID: "off", Name: "Disabled", AuthMethod: "none",
 		RedirectURIs: []string{appRedirect}, Scope: "openid", Disabled: true}))
-	for _, u := range []struct{ id, name string; role storage.Role; fhirUser string }{
+	for _, u := range []struct {
+		id, name string
+		role     storage.Role
+		fhirUser string
+	}{
 		{"u-pat", "amy", storage.RolePatient, "Patient/p1"},
 		{"u-doc", "drbob", storage.RoleClinician, "Practitioner/d1"},
 		{"u-adm", "root", storage.RoleAdmin, "Practitioner/a1"},
@@ -225,7 +229,10 @@ func (b *browser) authorize(q url.Values) page {
 var inputRE = regexp.MustCompile(`<input ([^>]*)>`)
 var attrRE = regexp.MustCompile(`(\w+)(?:="([^"]*)")?`)
 
-type input struct{ typ, name, value string; checked bool }
+type input struct {
+	typ, name, value string
+	checked          bool
+}
 
 func inputs(body string) []input {
 	var out []input

@@ -212,7 +212,6 @@ func (h *Handler) signedIn(w http.ResponseWriter, r *http.Request, ar *storage.A
 	return sess, user, true
 }
 
-
 // checkCSRF verifies a page form's token against the session's.
 func (h *Handler) checkCSRF(w http.ResponseWriter, r *http.Request, sess *storage.Session) bool {
 	if err := session.CheckCSRF(sess, r.PostForm.Get("csrf")); err != nil {
