@@ -45,6 +45,13 @@ func (h *Handler) handleRegister(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) handleRead(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		// A read rotates the registration access token, so a HEAD request
+		// would lose the new one with the discarded body.
+		w.Header().Set("Allow", "GET, PUT, DELETE")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
 	id := r.PathValue("client_id")
 	tok, err := bearer(r)
 	if err != nil {

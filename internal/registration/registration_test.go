@@ -358,6 +358,7 @@ func TestLifecycle(t *testing.T) {
 	wrongSecret["client_secret"] = "chosen-by-client"
 	e.do(t, "PUT", "/register/"+id, regTok, wrongSecret).expectError(t, 400, "invalid_client_metadata")
 	e.do(t, "PUT", "/register/"+id, regTok, "{").expectError(t, 400, "invalid_client_metadata")
+	e.do(t, "PUT", "/register/"+id, regTok, goodMetadata()).expectError(t, 400, "invalid_client_metadata") // no client_id
 
 	// Update: replaces metadata, keeps the secret (given back unchanged is fine).
 	upd := goodMetadata()
@@ -450,6 +451,14 @@ func TestOtherClientsTokenRefused(t *testing.T) {
 	e.do(t, "GET", "/register/"+aID, bTok, nil).expectError(t, 401, "invalid_token")
 	e.do(t, "PUT", "/register/"+aID, bTok, upd).expectError(t, 401, "invalid_token")
 	e.do(t, "DELETE", "/register/"+aID, bTok, nil).expectError(t, 401, "invalid_token")
+	// A bad body with a wrong token is a 401: nothing is disclosed.
+	e.do(t, "PUT", "/register/"+aID, bTok, "{").expectError(t, 401, "invalid_token")
+	// HEAD would rotate the token and lose the new one: refused.
+	req, _ := http.NewRequest("HEAD", e.srv.URL+"/register/"+aID, nil)
+	req.Header.Set("Authorization", "Bearer "+a.str("registration_access_token"))
+	if hr := send(t, req); hr.status != http.StatusMethodNotAllowed {
+		t.Fatalf("HEAD: %d", hr.status)
+	}
 	// Nor do the initial access token or the client secret work here.
 	e.do(t, "GET", "/register/"+aID, e.initial, nil).expectError(t, 401, "invalid_token")
 	e.do(t, "GET", "/register/"+aID, a.str("client_secret"), nil).expectError(t, 401, "invalid_token")
