@@ -12,21 +12,15 @@ import (
 // MaxURILength bounds every URI a client registers.
 const MaxURILength = 2000
 
-// forbiddenSchemes are schemes that must never receive an authorization
-// response: they run script, embed content, or reach local resources.
-var forbiddenSchemes = map[string]bool{
-	"javascript":  true,
-	"vbscript":    true,
-	"data":        true,
-	"file":        true,
-	"blob":        true,
-	"about":       true,
-	"filesystem":  true,
-	"view-source": true,
-	"ftp":         true,
-	"ws":          true,
-	"wss":         true,
-	"mailto":      true,
+// forbiddenScheme reports whether scheme must never receive an authorization
+// response: it runs script, embeds content, or reaches local resources.
+func forbiddenScheme(scheme string) bool {
+	switch scheme {
+	case "javascript", "vbscript", "data", "file", "blob", "about", "filesystem",
+		"view-source", "ftp", "ws", "wss", "mailto":
+		return true
+	}
+	return false
 }
 
 // ValidateRedirectURI checks one redirect URI against fhirgate's rules and
@@ -77,7 +71,7 @@ func ValidateRedirectURI(raw string) error {
 	}
 	scheme := u.Scheme // url.Parse lower-cases it
 	switch {
-	case forbiddenSchemes[scheme]:
+	case forbiddenScheme(scheme):
 		return fail("the %s: scheme is not allowed", scheme)
 	case scheme == "https":
 		if u.Opaque != "" || u.Hostname() == "" {

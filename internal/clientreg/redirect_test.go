@@ -103,7 +103,7 @@ func FuzzValidateRedirectURI(f *testing.F) {
 				t.Fatalf("accepted %q", s)
 			}
 			low := strings.ToLower(s)
-			for scheme := range forbiddenSchemes {
+			for _, scheme := range []string{"javascript", "vbscript", "data", "file", "blob", "about", "ftp"} {
 				if strings.HasPrefix(low, scheme+":") {
 					t.Fatalf("accepted %q", s)
 				}
