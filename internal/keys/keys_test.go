@@ -547,13 +547,12 @@ func header(t testing.TB, tok string) map[string]any {
 	return h
 }
 
-// critical signs with our own key but marks an unknown header critical
-// (RFC 7515 §4.1.11: the recipient must refuse it).
+// critical returns a token whose header marks an unknown extension critical
+// (RFC 7515 §4.1.11: the recipient must refuse it). The header is swapped in
+// by hand, so the signature no longer matches either; the parser's crit
+// check refuses it first.
 func critical(t *testing.T, m *keys.Manager, kid string) string {
 	t.Helper()
-	// Re-sign the header with an added crit entry using the manager is not
-	// possible from outside, so build the token by hand: the signature is
-	// then invalid too, but the crit check must refuse it first or anyway.
 	hdr := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"ES256","kid":"` + kid + `","typ":"at+jwt","crit":["x-must"],"x-must":1}`))
 	good, _ := m.Sign("ES256", "at+jwt", claims{Sub: "u"})
 	parts := strings.Split(good, ".")
