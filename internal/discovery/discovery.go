@@ -98,7 +98,7 @@ func DefaultScopes() []string {
 
 // DefaultClaims lists the id_token and userinfo claims the server issues.
 func DefaultClaims() []string {
-	return []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "fhirUser", "preferred_username"}
+	return []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "fhirUser", "name", "preferred_username"}
 }
 
 // Style is a SMART style document (App Launch "Styling", context-style).
