@@ -7,20 +7,23 @@ import (
 	"time"
 
 	"github.com/fhirgate/fhirgate/internal/audit"
+	"github.com/fhirgate/fhirgate/internal/authorize"
 	"github.com/fhirgate/fhirgate/internal/config"
 	"github.com/fhirgate/fhirgate/internal/cors"
+	"github.com/fhirgate/fhirgate/internal/discovery"
 	"github.com/fhirgate/fhirgate/internal/grant"
 	"github.com/fhirgate/fhirgate/internal/keys"
 	"github.com/fhirgate/fhirgate/internal/launch"
+	"github.com/fhirgate/fhirgate/internal/registration"
 	"github.com/fhirgate/fhirgate/internal/session"
 	"github.com/fhirgate/fhirgate/internal/storage"
 	"github.com/fhirgate/fhirgate/internal/token"
 	"github.com/fhirgate/fhirgate/internal/userinfo"
-	"github.com/fhirgate/fhirgate/internal/web"
 )
 
 // buildMux wires every feature handler onto one mux. CORS wraps /token and
-// /userinfo (discovery and JWKS set their own), never /authorize.
+// /userinfo (discovery and JWKS answer CORS themselves), never /authorize or
+// the pages.
 func buildMux(cfg *config.Config, store storage.Store, km *keys.Manager, tokens *token.Issuer,
 	auditor audit.Auditor, log *slog.Logger, now func() time.Time) (*http.ServeMux, error) {
 	mux := http.NewServeMux()
@@ -44,7 +47,39 @@ func buildMux(cfg *config.Config, store storage.Store, km *keys.Manager, tokens 
 	if err != nil {
 		return nil, fmt.Errorf("sessions: %w", err)
 	}
-	_ = sessions // used by authorize (wired when it lands)
+
+	disc, err := discovery.New(discovery.Options{
+		Issuer: cfg.Issuer, FHIRBases: []string{cfg.FHIRBase}, Keys: km, Logger: log, Now: now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("discovery: %w", err)
+	}
+	disc.Register(mux)
+
+	authz, err := authorize.New(authorize.Options{
+		Issuer: cfg.Issuer, FHIRBases: []string{cfg.FHIRBase},
+		Clients: store, AuthRequests: store, AuthCodes: store, Launches: store, Consents: store,
+		Users: store, Patients: store, Sessions: sessions, Authenticator: authn,
+		RoleScopes: map[storage.Role]string{
+			storage.RolePatient:   cfg.Roles.Patient,
+			storage.RoleClinician: cfg.Roles.Clinician,
+			storage.RoleAdmin:     cfg.Roles.Admin,
+		},
+		CodeTTL: cfg.Tokens.CodeTTL, SecureCookies: secureCookies(cfg),
+		Auditor: auditor, Logger: log, Now: now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("authorize: %w", err)
+	}
+	authz.Register(mux) // also serves the pages' static assets (web.Register)
+
+	reg, err := registration.New(registration.Options{
+		Issuer: cfg.Issuer, Clients: store, RegistrationTokens: store, Auditor: auditor, Logger: log, Now: now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("registration: %w", err)
+	}
+	reg.Register(mux)
 
 	tokenH, err := grant.New(grant.Options{
 		Clients: store, Codes: store, Tokens: store, Users: store, Issuer: tokens,
@@ -72,7 +107,5 @@ func buildMux(cfg *config.Config, store storage.Store, km *keys.Manager, tokens 
 	}
 	launchH.Register(mux)
 
-	web.Register(mux)
-	_ = km
 	return mux, nil
 }

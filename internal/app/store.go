@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"github.com/fhirgate/fhirgate/internal/config"
 	"github.com/fhirgate/fhirgate/internal/keys"
 	"github.com/fhirgate/fhirgate/internal/storage"
+	"github.com/fhirgate/fhirgate/internal/storage/postgres"
 	"github.com/fhirgate/fhirgate/internal/storage/sqlite"
 )
 
@@ -20,7 +20,11 @@ import (
 func OpenStore(ctx context.Context, cfg *config.Config) (storage.Store, error) {
 	switch cfg.Storage.Driver {
 	case "postgres":
-		return nil, errors.New("open postgres: backend not wired yet") // TODO(app): postgres.Open when it lands
+		s, err := postgres.Open(ctx, cfg.Storage.DSN)
+		if err != nil {
+			return nil, fmt.Errorf("open postgres: %w", err)
+		}
+		return s, nil
 	default:
 		s, err := sqlite.Open(ctx, cfg.SQLitePath())
 		if err != nil {
