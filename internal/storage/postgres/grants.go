@@ -1,0 +1,176 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/fhirgate/fhirgate/internal/storage"
+)
+
+// CreateLaunch inserts l; ErrConflict if its hash exists.
+func (s *Store) CreateLaunch(ctx context.Context, l *storage.Launch) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO launches (hash, context, created_at, expires_at, used_at)
+		VALUES ($1, $2, $3, $4, $5)`, l.Hash, l.Context, tz(l.CreatedAt), tz(l.ExpiresAt), tz(l.UsedAt))
+	return wrap("create launch", err)
+}
+
+// ConsumeLaunch marks the launch used in one statement; if it matched no
+// row, a second read says why: ErrNotFound, ErrAlreadyUsed (checked before
+// expiry) or ErrExpired. On any error no launch is returned.
+func (s *Store) ConsumeLaunch(ctx context.Context, hash []byte, now time.Time) (*storage.Launch, error) {
+	const cols = `hash, context, created_at, expires_at, used_at`
+	scan := func(row pgx.Row) (*storage.Launch, error) {
+		var l storage.Launch
+		err := row.Scan(&l.Hash, &l.Context, ts(&l.CreatedAt), ts(&l.ExpiresAt), ts(&l.UsedAt))
+		return &l, err
+	}
+	l, err := scan(s.pool.QueryRow(ctx, `UPDATE launches SET used_at = $2
+		WHERE hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING `+cols, hash, now))
+	if err == nil {
+		return l, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return nil, wrap("consume launch", err)
+	}
+	l, err = scan(s.pool.QueryRow(ctx, `SELECT `+cols+` FROM launches WHERE hash = $1`, hash))
+	switch {
+	case err != nil:
+		return nil, wrap("consume launch", err)
+	case !l.UsedAt.IsZero():
+		return nil, wrap("consume launch", storage.ErrAlreadyUsed)
+	case expired(micro(now), l.ExpiresAt):
+		return nil, wrap("consume launch", storage.ErrExpired)
+	}
+	return nil, wrap("consume launch", errInconsistent)
+}
+
+const authRequestCols = `id, client_id, redirect_uri, state, scope, nonce, code_challenge, audience,
+	launch, user_id, patient, response_mode, created_at, expires_at`
+
+func scanAuthRequest(row pgx.Row) (*storage.AuthRequest, error) {
+	var r storage.AuthRequest
+	if err := row.Scan(&r.ID, &r.ClientID, &r.RedirectURI, &r.State, &r.Scope, &r.Nonce,
+		&r.CodeChallenge, &r.Audience, &r.Launch, &r.UserID, &r.Patient, &r.ResponseMode,
+		ts(&r.CreatedAt), ts(&r.ExpiresAt)); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+func authRequestArgs(r *storage.AuthRequest) []any {
+	var launch any
+	if r.Launch != nil {
+		launch = *r.Launch
+	}
+	return []any{r.ID, r.ClientID, r.RedirectURI, r.State, r.Scope, r.Nonce, r.CodeChallenge,
+		r.Audience, launch, r.UserID, r.Patient, r.ResponseMode, tz(r.CreatedAt), tz(r.ExpiresAt)}
+}
+
+// CreateAuthRequest inserts r; ErrConflict if its id exists.
+func (s *Store) CreateAuthRequest(ctx context.Context, r *storage.AuthRequest) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO auth_requests (`+authRequestCols+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`, authRequestArgs(r)...)
+	return wrap("create auth request", err)
+}
+
+// GetAuthRequest returns the request; ErrExpired (and no request) if past ExpiresAt.
+func (s *Store) GetAuthRequest(ctx context.Context, id string, now time.Time) (*storage.AuthRequest, error) {
+	r, err := scanAuthRequest(s.pool.QueryRow(ctx, `SELECT `+authRequestCols+` FROM auth_requests WHERE id = $1`, id))
+	if err != nil {
+		return nil, wrap("get auth request", err)
+	}
+	if expired(now, r.ExpiresAt) {
+		return nil, wrap("get auth request", storage.ErrExpired)
+	}
+	return r, nil
+}
+
+// UpdateAuthRequest reads the request (locking its row), applies update and
+// writes it back in one transaction. The id cannot change. An error from
+// update aborts.
+func (s *Store) UpdateAuthRequest(ctx context.Context, id string, update func(*storage.AuthRequest) error) (*storage.AuthRequest, error) {
+	var out *storage.AuthRequest
+	err := s.tx(ctx, "update auth request", func(tx pgx.Tx) error {
+		r, err := scanAuthRequest(tx.QueryRow(ctx, `SELECT `+authRequestCols+` FROM auth_requests WHERE id = $1 FOR UPDATE`, id))
+		if err != nil {
+			return err
+		}
+		if err := update(r); err != nil {
+			return err
+		}
+		r.ID = id
+		if err := execOne(ctx, tx, `UPDATE auth_requests SET client_id = $2, redirect_uri = $3, state = $4,
+			scope = $5, nonce = $6, code_challenge = $7, audience = $8, launch = $9, user_id = $10,
+			patient = $11, response_mode = $12, created_at = $13, expires_at = $14 WHERE id = $1`,
+			authRequestArgs(r)...); err != nil {
+			return err
+		}
+		out = r
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// DeleteAuthRequest deletes the request; deleting a missing one is not an error.
+func (s *Store) DeleteAuthRequest(ctx context.Context, id string) error {
+	_, err := s.pool.Exec(ctx, `DELETE FROM auth_requests WHERE id = $1`, id)
+	return wrap("delete auth request", err)
+}
+
+const authCodeCols = `hash, client_id, redirect_uri, code_challenge, scope, user_id, nonce, auth_time,
+	context, family_id, created_at, expires_at, used_at`
+
+func scanAuthCode(row pgx.Row) (*storage.AuthCode, error) {
+	var c storage.AuthCode
+	if err := row.Scan(&c.Hash, &c.ClientID, &c.RedirectURI, &c.CodeChallenge, &c.Scope, &c.UserID,
+		&c.Nonce, ts(&c.AuthTime), &c.Context, &c.FamilyID, ts(&c.CreatedAt), ts(&c.ExpiresAt),
+		ts(&c.UsedAt)); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// CreateAuthCode inserts c; ErrConflict if its hash exists.
+func (s *Store) CreateAuthCode(ctx context.Context, c *storage.AuthCode) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO auth_codes (`+authCodeCols+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+		c.Hash, c.ClientID, c.RedirectURI, c.CodeChallenge, c.Scope, c.UserID, c.Nonce,
+		tz(c.AuthTime), c.Context, c.FamilyID, tz(c.CreatedAt), tz(c.ExpiresAt), tz(c.UsedAt))
+	return wrap("create auth code", err)
+}
+
+// ConsumeAuthCode marks the code used in one statement; if it matched no
+// row, a second read says why. A used code is ErrAlreadyUsed (checked before
+// expiry, so replay is always reported); an expired code is ErrExpired and
+// stays unused. Both return the code.
+func (s *Store) ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time) (*storage.AuthCode, error) {
+	c, err := scanAuthCode(s.pool.QueryRow(ctx, `UPDATE auth_codes SET used_at = $2
+		WHERE hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING `+authCodeCols, hash, now))
+	if err == nil {
+		return c, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return nil, wrap("consume auth code", err)
+	}
+	c, err = scanAuthCode(s.pool.QueryRow(ctx, `SELECT `+authCodeCols+` FROM auth_codes WHERE hash = $1`, hash))
+	switch {
+	case err != nil:
+		return nil, wrap("consume auth code", err)
+	case !c.UsedAt.IsZero():
+		return c, wrap("consume auth code", storage.ErrAlreadyUsed)
+	case expired(micro(now), c.ExpiresAt):
+		return c, wrap("consume auth code", storage.ErrExpired)
+	}
+	return nil, wrap("consume auth code", errInconsistent)
+}
+
+// errInconsistent refuses a single-use value whose conditional update
+// matched nothing although a re-read shows it usable (which row locking
+// rules out); the caller fails closed.
+var errInconsistent = errors.New("single-use record changed concurrently")

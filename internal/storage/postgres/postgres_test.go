@@ -1,0 +1,66 @@
+package postgres_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/fhirgate/fhirgate/internal/storage"
+	"github.com/fhirgate/fhirgate/internal/storage/postgres"
+	"github.com/fhirgate/fhirgate/internal/storage/storagetest"
+)
+
+// DSNEnv names the environment variable holding the test database DSN.
+const DSNEnv = "FHIRGATE_TEST_POSTGRES_DSN"
+
+func dsn(t testing.TB) string {
+	t.Helper()
+	d := os.Getenv(DSNEnv)
+	if d == "" {
+		t.Skip("PostgreSQL tests skipped: set " + DSNEnv + " (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable)")
+	}
+	return d
+}
+
+// freshSchema returns a new random schema name, dropped when t ends.
+func freshSchema(t testing.TB, dsn string) string {
+	t.Helper()
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	schema := "fhirgate_test_" + hex.EncodeToString(b)
+	t.Cleanup(func() {
+		ctx := context.Background()
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+		}
+	})
+	return schema
+}
+
+func openSchema(t testing.TB) (*postgres.Store, string, string) {
+	t.Helper()
+	d := dsn(t)
+	schema := freshSchema(t, d)
+	s, err := postgres.OpenSchema(context.Background(), d, schema)
+	if err != nil {
+		t.Fatalf("OpenSchema: %v", err)
+	}
+	return s, d, schema
+}
+
+func TestConformance(t *testing.T) {
+	dsn(t) // skip once, visibly, when no database is configured
+	storagetest.Run(t, func(t *testing.T) storage.Store { s, _, _ := openSchema(t); return s })
+}

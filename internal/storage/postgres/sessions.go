@@ -1,0 +1,70 @@
+package postgres
+
+import (
+	"context"
+	"time"
+
+	"github.com/fhirgate/fhirgate/internal/storage"
+)
+
+// CreateSession inserts sess; ErrConflict if its hash exists.
+func (s *Store) CreateSession(ctx context.Context, sess *storage.Session) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO sessions
+		(hash, user_id, csrf_token, auth_time, created_at, last_seen, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`, sess.Hash, sess.UserID, sess.CSRFToken, tz(sess.AuthTime),
+		tz(sess.CreatedAt), tz(sess.LastSeen), tz(sess.ExpiresAt))
+	return wrap("create session", err)
+}
+
+// GetSession returns the session; ErrExpired (and no session) if past ExpiresAt.
+func (s *Store) GetSession(ctx context.Context, hash []byte, now time.Time) (*storage.Session, error) {
+	sess := storage.Session{Hash: append([]byte(nil), hash...)}
+	err := s.pool.QueryRow(ctx, `SELECT user_id, csrf_token, auth_time, created_at, last_seen, expires_at
+		FROM sessions WHERE hash = $1`, hash).Scan(&sess.UserID, &sess.CSRFToken, ts(&sess.AuthTime),
+		ts(&sess.CreatedAt), ts(&sess.LastSeen), ts(&sess.ExpiresAt))
+	if err != nil {
+		return nil, wrap("get session", err)
+	}
+	if expired(now, sess.ExpiresAt) {
+		return nil, wrap("get session", storage.ErrExpired)
+	}
+	return &sess, nil
+}
+
+// TouchSession sets LastSeen to now; ErrNotFound if there is no session.
+func (s *Store) TouchSession(ctx context.Context, hash []byte, now time.Time) error {
+	return wrap("touch session", execOne(ctx, s.pool, `UPDATE sessions SET last_seen = $1 WHERE hash = $2`,
+		tz(now), hash))
+}
+
+// DeleteSession deletes the session; deleting a missing one is not an error.
+func (s *Store) DeleteSession(ctx context.Context, hash []byte) error {
+	_, err := s.pool.Exec(ctx, `DELETE FROM sessions WHERE hash = $1`, hash)
+	return wrap("delete session", err)
+}
+
+// GetConsent returns the consent of userID for clientID.
+func (s *Store) GetConsent(ctx context.Context, userID, clientID string) (*storage.Consent, error) {
+	c := storage.Consent{UserID: userID, ClientID: clientID}
+	err := s.pool.QueryRow(ctx, `SELECT scope, created_at, updated_at FROM consents
+		WHERE user_id = $1 AND client_id = $2`, userID, clientID).Scan(&c.Scope, ts(&c.CreatedAt), ts(&c.UpdatedAt))
+	if err != nil {
+		return nil, wrap("get consent", err)
+	}
+	return &c, nil
+}
+
+// PutConsent stores c, replacing every field of an existing consent.
+func (s *Store) PutConsent(ctx context.Context, c *storage.Consent) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO consents (user_id, client_id, scope, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, client_id) DO UPDATE SET
+		scope = EXCLUDED.scope, created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at`,
+		c.UserID, c.ClientID, c.Scope, tz(c.CreatedAt), tz(c.UpdatedAt))
+	return wrap("put consent", err)
+}
+
+// DeleteConsent deletes the consent; deleting a missing one is not an error.
+func (s *Store) DeleteConsent(ctx context.Context, userID, clientID string) error {
+	_, err := s.pool.Exec(ctx, `DELETE FROM consents WHERE user_id = $1 AND client_id = $2`, userID, clientID)
+	return wrap("delete consent", err)
+}

@@ -1,0 +1,142 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/fhirgate/fhirgate/internal/storage"
+)
+
+// ReasonReuse is the revocation reason RotateRefreshToken records when it
+// detects a rotated refresh token presented again.
+const ReasonReuse = "refresh token reuse"
+
+const familyCols = `id, client_id, user_id, scope, context, created_at, expires_at, revoked_at, reason`
+
+func scanFamily(row pgx.Row) (*storage.TokenFamily, error) {
+	var f storage.TokenFamily
+	if err := row.Scan(&f.ID, &f.ClientID, &f.UserID, &f.Scope, &f.Context, ts(&f.CreatedAt),
+		ts(&f.ExpiresAt), ts(&f.RevokedAt), &f.Reason); err != nil {
+		return nil, err
+	}
+	return &f, nil
+}
+
+// CreateFamily inserts f; ErrConflict if its id exists.
+func (s *Store) CreateFamily(ctx context.Context, f *storage.TokenFamily) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO token_families (`+familyCols+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, f.ID, f.ClientID, f.UserID, f.Scope, f.Context,
+		tz(f.CreatedAt), tz(f.ExpiresAt), tz(f.RevokedAt), f.Reason)
+	return wrap("create family", err)
+}
+
+// GetFamily returns the family with that id.
+func (s *Store) GetFamily(ctx context.Context, id string) (*storage.TokenFamily, error) {
+	f, err := scanFamily(s.pool.QueryRow(ctx, `SELECT `+familyCols+` FROM token_families WHERE id = $1`, id))
+	return f, wrap("get family", err)
+}
+
+// RevokeFamily revokes the family (and so all its refresh tokens). An
+// already revoked family keeps its first revocation time and reason.
+func (s *Store) RevokeFamily(ctx context.Context, id string, now time.Time, reason string) error {
+	return wrap("revoke family", revokeFamily(ctx, s.pool, id, now, reason))
+}
+
+func revokeFamily(ctx context.Context, q querier, id string, now time.Time, reason string) error {
+	tag, err := q.Exec(ctx, `UPDATE token_families SET revoked_at = $1, reason = $2
+		WHERE id = $3 AND revoked_at IS NULL`, now, reason, id)
+	if err != nil || tag.RowsAffected() == 1 {
+		return err
+	}
+	var one int
+	return q.QueryRow(ctx, `SELECT 1 FROM token_families WHERE id = $1`, id).Scan(&one)
+}
+
+// RevokeFamiliesFor revokes every unrevoked family of userID and clientID.
+func (s *Store) RevokeFamiliesFor(ctx context.Context, userID, clientID string, now time.Time, reason string) error {
+	_, err := s.pool.Exec(ctx, `UPDATE token_families SET revoked_at = $1, reason = $2
+		WHERE user_id = $3 AND client_id = $4 AND revoked_at IS NULL`, now, reason, userID, clientID)
+	return wrap("revoke families", err)
+}
+
+const refreshCols = `hash, family_id, client_id, user_id, scope, created_at, expires_at, used_at`
+
+func scanRefresh(row pgx.Row) (*storage.RefreshToken, error) {
+	var t storage.RefreshToken
+	if err := row.Scan(&t.Hash, &t.FamilyID, &t.ClientID, &t.UserID, &t.Scope, ts(&t.CreatedAt),
+		ts(&t.ExpiresAt), ts(&t.UsedAt)); err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
+
+func insertRefresh(ctx context.Context, q querier, t *storage.RefreshToken) error {
+	_, err := q.Exec(ctx, `INSERT INTO refresh_tokens (`+refreshCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		t.Hash, t.FamilyID, t.ClientID, t.UserID, t.Scope, tz(t.CreatedAt), tz(t.ExpiresAt), tz(t.UsedAt))
+	return err
+}
+
+// CreateRefreshToken inserts t; ErrConflict if its hash exists, ErrNotFound
+// if its family does not.
+func (s *Store) CreateRefreshToken(ctx context.Context, t *storage.RefreshToken) error {
+	return wrap("create refresh token", insertRefresh(ctx, s.pool, t))
+}
+
+// GetRefreshToken returns the refresh token stored under hash.
+func (s *Store) GetRefreshToken(ctx context.Context, hash []byte) (*storage.RefreshToken, error) {
+	t, err := scanRefresh(s.pool.QueryRow(ctx, `SELECT `+refreshCols+` FROM refresh_tokens WHERE hash = $1`, hash))
+	return t, wrap("get refresh token", err)
+}
+
+// errFamilyMismatch is returned when next does not belong to the old token's family.
+var errFamilyMismatch = errors.New("next refresh token belongs to another family")
+
+// RotateRefreshToken checks the token under oldHash and replaces it with
+// next in one transaction that locks the token row, then its family row.
+// Checks run in this order: ErrNotFound; ErrAlreadyUsed (reuse: the family
+// is revoked with reason ReasonReuse and that revocation is committed);
+// ErrRevoked; ErrExpired (token or family). The old token is returned on
+// success and alongside ErrAlreadyUsed, ErrRevoked and ErrExpired.
+func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, next *storage.RefreshToken, now time.Time) (*storage.RefreshToken, error) {
+	var old *storage.RefreshToken
+	err := s.tx(ctx, "rotate refresh token", func(tx pgx.Tx) error {
+		t, err := scanRefresh(tx.QueryRow(ctx, `SELECT `+refreshCols+` FROM refresh_tokens WHERE hash = $1 FOR UPDATE`, oldHash))
+		if err != nil {
+			return err
+		}
+		old = t
+		f, err := scanFamily(tx.QueryRow(ctx, `SELECT `+familyCols+` FROM token_families WHERE id = $1 FOR UPDATE`, t.FamilyID))
+		if err != nil {
+			return err
+		}
+		if !t.UsedAt.IsZero() {
+			if err := revokeFamily(ctx, tx, f.ID, now, ReasonReuse); err != nil {
+				return err
+			}
+			return commitErr{storage.ErrAlreadyUsed}
+		}
+		if !f.RevokedAt.IsZero() {
+			return storage.ErrRevoked
+		}
+		if expired(now, t.ExpiresAt) || expired(now, f.ExpiresAt) {
+			return storage.ErrExpired
+		}
+		if next == nil || next.FamilyID != t.FamilyID || bytes.Equal(next.Hash, oldHash) {
+			return errFamilyMismatch
+		}
+		if err := execOne(ctx, tx, `UPDATE refresh_tokens SET used_at = $1 WHERE hash = $2`, now, oldHash); err != nil {
+			return err
+		}
+		t.UsedAt = micro(now)
+		return insertRefresh(ctx, tx, next)
+	})
+	if err == nil || (old != nil && (errors.Is(err, storage.ErrAlreadyUsed) ||
+		errors.Is(err, storage.ErrRevoked) || errors.Is(err, storage.ErrExpired))) {
+		return old, err
+	}
+	return nil, err
+}
