@@ -53,11 +53,13 @@ func FromRequest(r *http.Request) (Credentials, error) {
 	if !ok {
 		return c, oauth.Wrap(oauth.InvalidClient, "malformed Basic authorization header", ErrMalformedBasic)
 	}
+	// The unescape error quotes part of its input (maybe of the secret), so
+	// it is not kept as the cause.
 	if c.BasicID, err = url.QueryUnescape(id); err != nil {
-		return c, oauth.Wrap(oauth.InvalidClient, "malformed Basic authorization header", fmt.Errorf("%w: %w", ErrMalformedBasic, err))
+		return c, oauth.Wrap(oauth.InvalidClient, "malformed Basic authorization header", fmt.Errorf("%w: bad escape in client id", ErrMalformedBasic))
 	}
 	if c.BasicSecret, err = url.QueryUnescape(sec); err != nil {
-		return c, oauth.Wrap(oauth.InvalidClient, "malformed Basic authorization header", fmt.Errorf("%w: %w", ErrMalformedBasic, err))
+		return c, oauth.Wrap(oauth.InvalidClient, "malformed Basic authorization header", fmt.Errorf("%w: bad escape in client secret", ErrMalformedBasic))
 	}
 	c.HasBasic = true
 	return c, nil

@@ -1,11 +1,13 @@
 package grant_test
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -65,6 +67,25 @@ type fixture struct {
 	ui     *userinfo.Handler
 	mux    *http.ServeMux
 	user   *storage.User
+	logs   *syncBuffer
+}
+
+// syncBuffer collects log output from concurrent handlers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func newFixture(t testing.TB) *fixture {
@@ -85,14 +106,16 @@ func newFixture(t testing.TB) *fixture {
 		t.Fatal(err)
 	}
 	rec := &audittest.Recorder{}
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h, err := grant.New(grant.Options{
 		Clients: st, Codes: st, Tokens: st, Users: st, Issuer: iss,
-		IssuerURL: issuerURL, FHIRBase: fhirBase, Auditor: rec, Now: clk.Now,
+		IssuerURL: issuerURL, FHIRBase: fhirBase, Auditor: rec, Now: clk.Now, Logger: logger,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ui, err := userinfo.New(userinfo.Options{Issuer: iss, Tokens: st, Users: st, FHIRBase: fhirBase, Auditor: rec, Now: clk.Now})
+	ui, err := userinfo.New(userinfo.Options{Issuer: iss, Tokens: st, Users: st, FHIRBase: fhirBase, Auditor: rec, Now: clk.Now, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +127,7 @@ func newFixture(t testing.TB) *fixture {
 	if err := st.CreateUser(ctx, user); err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{t: t, ctx: ctx, store: st, clock: clk, keys: km, issuer: iss, audit: rec, h: h, ui: ui, mux: mux, user: user}
+	return &fixture{t: t, ctx: ctx, store: st, clock: clk, keys: km, issuer: iss, audit: rec, h: h, ui: ui, mux: mux, user: user, logs: logs}
 }
 
 // client registers a client with method and returns it with its secret.

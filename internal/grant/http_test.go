@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fhirgate/fhirgate/internal/cors"
 	"github.com/fhirgate/fhirgate/internal/oauth"
 	"github.com/fhirgate/fhirgate/internal/storage"
 )
@@ -122,4 +123,69 @@ func TestHTTPShape(t *testing.T) {
 		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		wantError(t, f.do(r), 400, oauth.InvalidRequest)
 	})
+}
+
+func TestTokenCORS(t *testing.T) {
+	f := newFixture(t)
+	c, _ := f.client(oauth.AuthNone)
+	p, err := cors.New(cors.Options{Clients: f.store, Now: f.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	f.h.RegisterWith(mux, p.Handler)
+	code, verifier := f.code(c, codeOpts{})
+	r := tokenRequest(exchangeForm(code, verifier), public(c))
+	r.Header.Set("Origin", "https://app.example.com")
+	w := httptest.NewRecorder()
+	mux.ServeHTTP(w, r)
+	if w.Code != http.StatusOK || w.Header().Get("Access-Control-Allow-Origin") != "https://app.example.com" {
+		t.Fatalf("%d %v", w.Code, w.Header())
+	}
+	// Preflight reaches the policy although /token serves only POST.
+	r = httptest.NewRequest(http.MethodOptions, "/token", nil)
+	r.Header.Set("Origin", "https://app.example.com")
+	r.Header.Set("Access-Control-Request-Method", "POST")
+	w = httptest.NewRecorder()
+	mux.ServeHTTP(w, r)
+	if w.Code != http.StatusNoContent || w.Header().Get("Access-Control-Allow-Methods") == "" {
+		t.Fatalf("preflight %d %v", w.Code, w.Header())
+	}
+	// An error response to an unknown origin carries no CORS header.
+	r = tokenRequest(exchangeForm("BAD", verifier), public(c))
+	r.Header.Set("Origin", "https://evil.example.com")
+	w = httptest.NewRecorder()
+	mux.ServeHTTP(w, r)
+	if w.Code != 400 || w.Header().Get("Access-Control-Allow-Origin") != "" {
+		t.Fatalf("%d %v", w.Code, w.Header())
+	}
+}
+
+func TestNoSecretsInLogs(t *testing.T) {
+	f := newFixture(t)
+	cb, sb := f.client(oauth.AuthClientSecretBasic)
+	cp, sp := f.client(oauth.AuthClientSecretPost)
+	var secrets []string
+	// Failures that log a cause: wrong secrets, wrong method, bad escapes, reuse.
+	for _, a := range []auth{basic(cb, sb+"x"), post(cb, sb), basic(cp, sp), post(cp, sp+"y"),
+		{rawBasic: "Basic " + base64.StdEncoding.EncodeToString([]byte(cb.ID+":"+sb+"%zz"))}} {
+		code, verifier := f.code(cb, codeOpts{})
+		f.exchange(code, verifier, a)
+		secrets = append(secrets, code, verifier)
+	}
+	code, verifier := f.code(cb, codeOpts{})
+	ok := wantOK(t, f.exchange(code, verifier, basic(cb, sb)))
+	f.exchange(code, verifier, basic(cb, sb)) // reuse
+	f.refresh(ok.str("refresh_token"), "", basic(cb, sb))
+	f.userinfo(ok.str("access_token"))
+	secrets = append(secrets, sb, sp, code, verifier, ok.str("access_token"), ok.str("refresh_token"), ok.str("id_token"))
+	logs := f.logs.String()
+	if !strings.Contains(logs, "oauth error") {
+		t.Fatalf("nothing logged: %q", logs)
+	}
+	for _, s := range secrets {
+		if strings.Contains(logs, s) || strings.Contains(logs, s[:20]) {
+			t.Errorf("a secret, code or token reached the log")
+		}
+	}
 }
