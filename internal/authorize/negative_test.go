@@ -1,6 +1,7 @@
 package authorize
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -284,5 +285,16 @@ func TestCookieFlags(t *testing.T) {
 	sc := strings.Join(r.header.Values("Set-Cookie"), "\n")
 	if !strings.Contains(sc, "fhirgate=") || !strings.Contains(sc, "HttpOnly") || !strings.Contains(sc, "SameSite=Lax") {
 		t.Fatalf("Set-Cookie %q", sc)
+	}
+}
+
+func TestAuditFailureWithholdsCode(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser()
+	p := b.login(b.authorize(e.params()), "amy", pw)
+	e.audit.Fail = errors.New("audit store down")
+	r := b.approve(p)
+	if r.status != http.StatusInternalServerError || r.header.Get("Location") != "" || strings.Contains(r.body, "code=") {
+		t.Fatalf("code handed out without audit: %d %s", r.status, r.url)
 	}
 }
