@@ -1,0 +1,19 @@
+package postgres_test
+
+import (
+	"testing"
+
+	"github.com/fhirgate/fhirgate/internal/storage/storagetest"
+)
+
+func BenchmarkConsumeAuthCode(b *testing.B) {
+	s, _, _ := openSchema(b)
+	b.Cleanup(func() { _ = s.Close() })
+	storagetest.BenchConsumeAuthCode(b, s)
+}
+
+func BenchmarkGetClient(b *testing.B) {
+	s, _, _ := openSchema(b)
+	b.Cleanup(func() { _ = s.Close() })
+	storagetest.BenchGetClient(b, s)
+}

@@ -1,0 +1,36 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"testing"
+)
+
+// SchemaVersion returns the number of applied migrations recorded in the
+// database at path, failing t unless they are numbered 1..n.
+func SchemaVersion(t *testing.T, path string) int {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n, maxV int
+	if err := db.QueryRowContext(context.Background(),
+		`SELECT COUNT(*), COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&n, &maxV); err != nil {
+		t.Fatal(err)
+	}
+	if n != maxV {
+		t.Fatalf("schema_migrations holds %d rows up to version %d", n, maxV)
+	}
+	return n
+}
+
+// LatestVersion is the number of embedded migrations.
+func LatestVersion() int {
+	ms, err := loadMigrations()
+	if err != nil {
+		panic(err)
+	}
+	return len(ms)
+}
