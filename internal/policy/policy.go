@@ -382,3 +382,18 @@ func typesParam(q url.Values) ([]string, bool) {
 	}
 	return out, true
 }
+
+// PatientSearchParam returns the search parameter and value the gateway
+// adds to a search under a Patient constraint: the first PatientParams
+// entry with "Patient/{Patient}" ("_id" gets the bare id). ok is false
+// when there is nothing to add.
+func (c Constraints) PatientSearchParam() (name, value string, ok bool) {
+	if c.Patient == "" || len(c.PatientParams) == 0 {
+		return "", "", false
+	}
+	name = c.PatientParams[0]
+	if name == "_id" {
+		return name, c.Patient, true
+	}
+	return name, "Patient/" + c.Patient, true
+}

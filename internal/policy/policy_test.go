@@ -309,3 +309,22 @@ func BenchmarkDecide(b *testing.B) {
 		}
 	}
 }
+
+func TestPatientSearchParam(t *testing.T) {
+	tests := []struct {
+		c           Constraints
+		name, value string
+		ok          bool
+	}{
+		{Constraints{Patient: "123", PatientParams: []string{"subject", "performer"}}, "subject", "Patient/123", true},
+		{Constraints{Patient: "123", PatientParams: []string{"_id"}}, "_id", "123", true},
+		{Constraints{Patient: "123"}, "", "", false},
+		{Constraints{PatientParams: []string{"subject"}}, "", "", false},
+	}
+	for _, tt := range tests {
+		n, v, ok := tt.c.PatientSearchParam()
+		if n != tt.name || v != tt.value || ok != tt.ok {
+			t.Errorf("PatientSearchParam(%+v) = %q, %q, %v", tt.c, n, v, ok)
+		}
+	}
+}
