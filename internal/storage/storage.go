@@ -80,6 +80,9 @@ type Client struct {
 	JWKS                     []byte // registered JWK Set JSON, for private_key_jwt
 	JWKSURI                  string
 	RegistrationTokenHash    []byte // RFC 7592 registration access token hash; nil for CLI-made clients
+	DPoPBoundAccessTokens    bool   // RFC 9449 §5.2: the client never gets an unbound access token
+	RequirePAR               bool   // RFC 9126 §6: /authorize only with a pushed request_uri
+	TLSClientAuthSubjectDN   string // RFC 8705 §2.1.2, for tls_client_auth
 	Disabled                 bool
 	CreatedAt                time.Time
 	UpdatedAt                time.Time
@@ -135,6 +138,7 @@ type AuthCode struct {
 	AuthTime      time.Time
 	Context       LaunchContext
 	FamilyID      string // token family created for the tokens this code yields
+	DPoPJKT       string // RFC 9449 §10: the code is bound to this DPoP key thumbprint
 	CreatedAt     time.Time
 	ExpiresAt     time.Time
 	UsedAt        time.Time // zero until consumed
@@ -163,27 +167,31 @@ type Consent struct {
 // TokenFamily groups every refresh and access token descended from one grant
 // (one authorization code). Revoking the family revokes them all.
 type TokenFamily struct {
-	ID        string
-	ClientID  string
-	UserID    string
-	Scope     string
-	Context   LaunchContext
-	CreatedAt time.Time
-	ExpiresAt time.Time // absolute end of the family (refresh token absolute lifetime)
-	RevokedAt time.Time // zero unless revoked
-	Reason    string    // why it was revoked
+	ID             string
+	ClientID       string
+	UserID         string
+	Scope          string
+	Context        LaunchContext
+	CreatedAt      time.Time
+	ExpiresAt      time.Time // absolute end of the family (refresh token absolute lifetime)
+	RevokedAt      time.Time // zero unless revoked
+	Reason         string    // why it was revoked
+	DPoPJKT        string    // refresh tokens of this family need proofs with this key (public DPoP clients)
+	CertThumbprint string    // x5t#S256 the family's tokens are bound to (mTLS clients)
+	SessionHash    []byte    // for online_access: the login session the family ends with
 }
 
 // RefreshToken is one refresh token of a family.
 type RefreshToken struct {
-	Hash      []byte
-	FamilyID  string
-	ClientID  string
-	UserID    string
-	Scope     string
-	CreatedAt time.Time
-	ExpiresAt time.Time
-	UsedAt    time.Time // set when rotated
+	Hash          []byte
+	FamilyID      string
+	ClientID      string
+	UserID        string
+	Scope         string
+	CreatedAt     time.Time
+	ExpiresAt     time.Time
+	UsedAt        time.Time // set when rotated
+	SuccessorHash []byte    // the token this one was rotated into (retry window, reuse detection)
 }
 
 // SigningKey is a server signing key. The private key is encrypted.
