@@ -42,14 +42,14 @@ func (s *Store) CreateClient(ctx context.Context, c *storage.Client) error {
 	if err != nil {
 		return wrap("create client", err)
 	}
-	_, err = s.w.ExecContext(ctx, `INSERT INTO clients (`+clientCols+`)
+	_, err = s.wexec(ctx, nil, `INSERT INTO clients (`+clientCols+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...)
 	return wrap("create client", err)
 }
 
 // GetClient returns the client with that id.
 func (s *Store) GetClient(ctx context.Context, id string) (*storage.Client, error) {
-	c, err := scanClient(s.r.QueryRowContext(ctx, `SELECT `+clientCols+` FROM clients WHERE id = ?`, id))
+	c, err := scanClient(s.rrow(ctx, `SELECT `+clientCols+` FROM clients WHERE id = ?`, id))
 	return c, wrap("get client", err)
 }
 
@@ -76,7 +76,7 @@ func (s *Store) ListClients(ctx context.Context) ([]storage.Client, error) {
 func (s *Store) UpdateClient(ctx context.Context, id string, update func(*storage.Client) error) (*storage.Client, error) {
 	var out *storage.Client
 	err := s.tx(ctx, "update client", func(tx *sql.Tx) error {
-		c, err := scanClient(tx.QueryRowContext(ctx, `SELECT `+clientCols+` FROM clients WHERE id = ?`, id))
+		c, err := scanClient(s.wrow(ctx, tx, `SELECT `+clientCols+` FROM clients WHERE id = ?`, id))
 		if err != nil {
 			return err
 		}
@@ -88,10 +88,10 @@ func (s *Store) UpdateClient(ctx context.Context, id string, update func(*storag
 		if err != nil {
 			return err
 		}
-		if err := execOne(ctx, tx, `UPDATE clients SET name = ?, secret_hash = ?, auth_method = ?,
+		if err := execOne(s.wexec(ctx, tx, `UPDATE clients SET name = ?, secret_hash = ?, auth_method = ?,
 			redirect_uris = ?, scope = ?, grant_types = ?, launch_uri = ?, logo_uri = ?,
 			id_token_signed_response_alg = ?, jwks = ?, jwks_uri = ?, registration_token_hash = ?,
-			disabled = ?, created_at = ?, updated_at = ? WHERE id = ?`, append(args[1:], id)...); err != nil {
+			disabled = ?, created_at = ?, updated_at = ? WHERE id = ?`, append(args[1:], id)...)); err != nil {
 			return err
 		}
 		out = c
@@ -105,5 +105,5 @@ func (s *Store) UpdateClient(ctx context.Context, id string, update func(*storag
 
 // DeleteClient deletes the client; ErrNotFound if there is none.
 func (s *Store) DeleteClient(ctx context.Context, id string) error {
-	return wrap("delete client", execOne(ctx, s.w, `DELETE FROM clients WHERE id = ?`, id))
+	return wrap("delete client", execOne(s.wexec(ctx, nil, `DELETE FROM clients WHERE id = ?`, id)))
 }

@@ -15,39 +15,46 @@ func (s *Store) CreateLaunch(ctx context.Context, l *storage.Launch) error {
 	if err != nil {
 		return wrap("create launch", err)
 	}
-	_, err = s.w.ExecContext(ctx, `INSERT INTO launches (hash, context, created_at, expires_at, used_at)
+	_, err = s.wexec(ctx, nil, `INSERT INTO launches (hash, context, created_at, expires_at, used_at)
 		VALUES (?, ?, ?, ?, ?)`, l.Hash, lc, micros(l.CreatedAt), micros(l.ExpiresAt), micros(l.UsedAt))
 	return wrap("create launch", err)
 }
 
-// ConsumeLaunch marks the launch used in one write transaction. A used
-// launch is ErrAlreadyUsed (checked before expiry), an expired one
-// ErrExpired; on any error no launch is returned.
+// ConsumeLaunch marks the launch used in one conditional UPDATE (atomic
+// under SQLite's write lock); if it matched nothing, a read says why:
+// ErrNotFound, ErrAlreadyUsed (checked before expiry) or ErrExpired. On any
+// error no launch is returned.
 func (s *Store) ConsumeLaunch(ctx context.Context, hash []byte, now time.Time) (*storage.Launch, error) {
-	var out *storage.Launch
-	err := s.tx(ctx, "consume launch", func(tx *sql.Tx) error {
-		l := storage.Launch{Hash: append([]byte(nil), hash...)}
-		if err := tx.QueryRowContext(ctx, `SELECT context, created_at, expires_at, used_at
-			FROM launches WHERE hash = ?`, hash).Scan(js(&l.Context), ts(&l.CreatedAt),
-			ts(&l.ExpiresAt), ts(&l.UsedAt)); err != nil {
-			return err
-		}
-		if !l.UsedAt.IsZero() {
-			return storage.ErrAlreadyUsed
-		}
-		if expired(now, l.ExpiresAt) {
-			return storage.ErrExpired
-		}
-		if err := execOne(ctx, tx, `UPDATE launches SET used_at = ? WHERE hash = ? AND used_at IS NULL`,
-			micros(now), hash); err != nil {
-			return err
-		}
-		l.UsedAt = time.UnixMicro(now.UnixMicro()).UTC()
-		out = &l
-		return nil
-	})
-	return out, err
+	const cols = `hash, context, created_at, expires_at, used_at`
+	scan := func(sc scanner) (*storage.Launch, error) {
+		var l storage.Launch
+		err := sc.Scan(bs(&l.Hash), js(&l.Context), ts(&l.CreatedAt), ts(&l.ExpiresAt), ts(&l.UsedAt))
+		return &l, err
+	}
+	l, err := scan(s.wrow(ctx, nil, `UPDATE launches SET used_at = ?1
+		WHERE hash = ?2 AND used_at IS NULL AND expires_at > ?1 RETURNING `+cols, micros(now), hash))
+	if err == nil {
+		return l, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return nil, wrap("consume launch", err)
+	}
+	l, err = scan(s.rrow(ctx, `SELECT `+cols+` FROM launches WHERE hash = ?`, hash))
+	switch {
+	case err != nil:
+		return nil, wrap("consume launch", err)
+	case !l.UsedAt.IsZero():
+		return nil, wrap("consume launch", storage.ErrAlreadyUsed)
+	case expired(now, l.ExpiresAt):
+		return nil, wrap("consume launch", storage.ErrExpired)
+	}
+	return nil, wrap("consume launch", errInconsistent)
 }
+
+// errInconsistent refuses a single-use value whose conditional update
+// matched nothing although a re-read shows it usable (which the write lock
+// rules out); the caller fails closed.
+var errInconsistent = errors.New("single-use record changed concurrently")
 
 const authRequestCols = `id, client_id, redirect_uri, state, scope, nonce, code_challenge, audience,
 	launch, user_id, patient, response_mode, created_at, expires_at`
@@ -82,7 +89,7 @@ func (s *Store) CreateAuthRequest(ctx context.Context, r *storage.AuthRequest) e
 	if err != nil {
 		return wrap("create auth request", err)
 	}
-	_, err = s.w.ExecContext(ctx, `INSERT INTO auth_requests (`+authRequestCols+`)
+	_, err = s.wexec(ctx, nil, `INSERT INTO auth_requests (`+authRequestCols+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...)
 	return wrap("create auth request", err)
 }
@@ -118,9 +125,9 @@ func (s *Store) UpdateAuthRequest(ctx context.Context, id string, update func(*s
 		if err != nil {
 			return err
 		}
-		if err := execOne(ctx, tx, `UPDATE auth_requests SET client_id = ?, redirect_uri = ?, state = ?,
+		if err := execOne(s.wexec(ctx, tx, `UPDATE auth_requests SET client_id = ?, redirect_uri = ?, state = ?,
 			scope = ?, nonce = ?, code_challenge = ?, audience = ?, launch = ?, user_id = ?, patient = ?,
-			response_mode = ?, created_at = ?, expires_at = ? WHERE id = ?`, append(args[1:], id)...); err != nil {
+			response_mode = ?, created_at = ?, expires_at = ? WHERE id = ?`, append(args[1:], id)...)); err != nil {
 			return err
 		}
 		out = r
@@ -134,7 +141,7 @@ func (s *Store) UpdateAuthRequest(ctx context.Context, id string, update func(*s
 
 // DeleteAuthRequest deletes the request; deleting a missing one is not an error.
 func (s *Store) DeleteAuthRequest(ctx context.Context, id string) error {
-	_, err := s.w.ExecContext(ctx, `DELETE FROM auth_requests WHERE id = ?`, id)
+	_, err := s.wexec(ctx, nil, `DELETE FROM auth_requests WHERE id = ?`, id)
 	return wrap("delete auth request", err)
 }
 
@@ -147,45 +154,45 @@ func (s *Store) CreateAuthCode(ctx context.Context, c *storage.AuthCode) error {
 	if err != nil {
 		return wrap("create auth code", err)
 	}
-	_, err = s.w.ExecContext(ctx, `INSERT INTO auth_codes (`+authCodeCols+`)
+	_, err = s.wexec(ctx, nil, `INSERT INTO auth_codes (`+authCodeCols+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		c.Hash, c.ClientID, c.RedirectURI, c.CodeChallenge, c.Scope, c.UserID, c.Nonce,
 		micros(c.AuthTime), lc, c.FamilyID, micros(c.CreatedAt), micros(c.ExpiresAt), micros(c.UsedAt))
 	return wrap("create auth code", err)
 }
 
-// ConsumeAuthCode marks the code used in one write transaction. A used code
-// is ErrAlreadyUsed (checked before expiry, so replay is always reported);
-// an expired code is ErrExpired and stays unused. Both return the code.
+// ConsumeAuthCode marks the code used in one conditional UPDATE (atomic
+// under SQLite's write lock); if it matched nothing, a read says why. A
+// used code is ErrAlreadyUsed (checked before expiry, so replay is always
+// reported); an expired code is ErrExpired and stays unused. Both return
+// the code.
 func (s *Store) ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time) (*storage.AuthCode, error) {
-	var out *storage.AuthCode
-	err := s.tx(ctx, "consume auth code", func(tx *sql.Tx) error {
-		var c storage.AuthCode
-		if err := tx.QueryRowContext(ctx, `SELECT `+authCodeCols+` FROM auth_codes WHERE hash = ?`, hash).Scan(
-			bs(&c.Hash), &c.ClientID, &c.RedirectURI, &c.CodeChallenge, &c.Scope, &c.UserID, &c.Nonce,
-			ts(&c.AuthTime), js(&c.Context), &c.FamilyID, ts(&c.CreatedAt), ts(&c.ExpiresAt),
-			ts(&c.UsedAt)); err != nil {
-			return err
-		}
-		out = &c
-		if !c.UsedAt.IsZero() {
-			return storage.ErrAlreadyUsed
-		}
-		if expired(now, c.ExpiresAt) {
-			return storage.ErrExpired
-		}
-		if err := execOne(ctx, tx, `UPDATE auth_codes SET used_at = ? WHERE hash = ? AND used_at IS NULL`,
-			micros(now), hash); err != nil {
-			return err
-		}
-		c.UsedAt = time.UnixMicro(now.UnixMicro()).UTC()
-		return nil
-	})
-	if err != nil && out != nil && (errors.Is(err, storage.ErrAlreadyUsed) || errors.Is(err, storage.ErrExpired)) {
-		return out, err
+	c, err := scanAuthCode(s.wrow(ctx, nil, `UPDATE auth_codes SET used_at = ?1
+		WHERE hash = ?2 AND used_at IS NULL AND expires_at > ?1 RETURNING `+authCodeCols, micros(now), hash))
+	if err == nil {
+		return c, nil
 	}
-	if err != nil {
+	if !errors.Is(err, sql.ErrNoRows) {
+		return nil, wrap("consume auth code", err)
+	}
+	c, err = scanAuthCode(s.rrow(ctx, `SELECT `+authCodeCols+` FROM auth_codes WHERE hash = ?`, hash))
+	switch {
+	case err != nil:
+		return nil, wrap("consume auth code", err)
+	case !c.UsedAt.IsZero():
+		return c, wrap("consume auth code", storage.ErrAlreadyUsed)
+	case expired(now, c.ExpiresAt):
+		return c, wrap("consume auth code", storage.ErrExpired)
+	}
+	return nil, wrap("consume auth code", errInconsistent)
+}
+
+func scanAuthCode(sc scanner) (*storage.AuthCode, error) {
+	var c storage.AuthCode
+	if err := sc.Scan(bs(&c.Hash), &c.ClientID, &c.RedirectURI, &c.CodeChallenge, &c.Scope, &c.UserID,
+		&c.Nonce, ts(&c.AuthTime), js(&c.Context), &c.FamilyID, ts(&c.CreatedAt), ts(&c.ExpiresAt),
+		ts(&c.UsedAt)); err != nil {
 		return nil, err
 	}
-	return out, nil
+	return &c, nil
 }

@@ -14,7 +14,7 @@ const keyCols = `kid, alg, public_jwk, encrypted_private, created_at, active, re
 // CreateSigningKey inserts k; ErrConflict if its kid exists or k is active
 // while another key of its alg is.
 func (s *Store) CreateSigningKey(ctx context.Context, k *storage.SigningKey) error {
-	_, err := s.w.ExecContext(ctx, `INSERT INTO signing_keys (`+keyCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+	_, err := s.wexec(ctx, nil, `INSERT INTO signing_keys (`+keyCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		k.KID, k.Alg, blob(k.PublicJWK), blob(k.EncryptedPrivate), micros(k.CreatedAt), k.Active,
 		micros(k.RetiredAt))
 	return wrap("create signing key", err)
@@ -44,20 +44,20 @@ func (s *Store) ListSigningKeys(ctx context.Context) ([]storage.SigningKey, erro
 func (s *Store) ActivateSigningKey(ctx context.Context, kid string, now time.Time) error {
 	return s.tx(ctx, "activate signing key", func(tx *sql.Tx) error {
 		var alg string
-		if err := tx.QueryRowContext(ctx, `SELECT alg FROM signing_keys WHERE kid = ?`, kid).Scan(&alg); err != nil {
+		if err := s.wrow(ctx, tx, `SELECT alg FROM signing_keys WHERE kid = ?`, kid).Scan(&alg); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE signing_keys SET active = 0, retired_at = ?
+		if _, err := s.wexec(ctx, tx, `UPDATE signing_keys SET active = 0, retired_at = ?
 			WHERE alg = ? AND active = 1 AND kid <> ?`, micros(now), alg, kid); err != nil {
 			return err
 		}
-		return execOne(ctx, tx, `UPDATE signing_keys SET active = 1, retired_at = NULL WHERE kid = ?`, kid)
+		return execOne(s.wexec(ctx, tx, `UPDATE signing_keys SET active = 1, retired_at = NULL WHERE kid = ?`, kid))
 	})
 }
 
 // CreateRegistrationToken inserts t; ErrConflict if its hash exists.
 func (s *Store) CreateRegistrationToken(ctx context.Context, t *storage.RegistrationToken) error {
-	_, err := s.w.ExecContext(ctx, `INSERT INTO registration_tokens (hash, created_at, expires_at) VALUES (?, ?, ?)`,
+	_, err := s.wexec(ctx, nil, `INSERT INTO registration_tokens (hash, created_at, expires_at) VALUES (?, ?, ?)`,
 		t.Hash, micros(t.CreatedAt), micros(t.ExpiresAt))
 	return wrap("create registration token", err)
 }
@@ -65,7 +65,7 @@ func (s *Store) CreateRegistrationToken(ctx context.Context, t *storage.Registra
 // GetRegistrationToken returns the token; ErrExpired (and no token) if past ExpiresAt.
 func (s *Store) GetRegistrationToken(ctx context.Context, hash []byte, now time.Time) (*storage.RegistrationToken, error) {
 	t := storage.RegistrationToken{Hash: append([]byte(nil), hash...)}
-	err := s.r.QueryRowContext(ctx, `SELECT created_at, expires_at FROM registration_tokens WHERE hash = ?`, hash).
+	err := s.rrow(ctx, `SELECT created_at, expires_at FROM registration_tokens WHERE hash = ?`, hash).
 		Scan(ts(&t.CreatedAt), ts(&t.ExpiresAt))
 	if err != nil {
 		return nil, wrap("get registration token", err)
@@ -78,7 +78,7 @@ func (s *Store) GetRegistrationToken(ctx context.Context, hash []byte, now time.
 
 // PutPatient inserts p or replaces the patient with its id.
 func (s *Store) PutPatient(ctx context.Context, p *storage.Patient) error {
-	_, err := s.w.ExecContext(ctx, `INSERT INTO patients (id, name, name_folded, birth_date) VALUES (?, ?, ?, ?)
+	_, err := s.wexec(ctx, nil, `INSERT INTO patients (id, name, name_folded, birth_date) VALUES (?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET name = excluded.name, name_folded = excluded.name_folded,
 		birth_date = excluded.birth_date`, p.ID, p.Name, strings.ToLower(p.Name), p.BirthDate)
 	return wrap("put patient", err)
@@ -87,7 +87,7 @@ func (s *Store) PutPatient(ctx context.Context, p *storage.Patient) error {
 // GetPatient returns the patient with that id.
 func (s *Store) GetPatient(ctx context.Context, id string) (*storage.Patient, error) {
 	p := storage.Patient{ID: id}
-	err := s.r.QueryRowContext(ctx, `SELECT name, birth_date FROM patients WHERE id = ?`, id).Scan(&p.Name, &p.BirthDate)
+	err := s.rrow(ctx, `SELECT name, birth_date FROM patients WHERE id = ?`, id).Scan(&p.Name, &p.BirthDate)
 	if err != nil {
 		return nil, wrap("get patient", err)
 	}

@@ -1,9 +1,11 @@
 package sqlite_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -118,6 +120,10 @@ func TestChildProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	fmt.Println("READY")
+	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
 	wins, err := consumeAll(ctx, s, n, time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -140,7 +146,7 @@ func TestTwoProcessesOneFile(t *testing.T) {
 	}
 	defer s.Close()
 	now := time.Now()
-	const n = 200
+	const n = 1000
 	for i := range n {
 		if err := s.CreateAuthCode(ctx, code(i, now)); err != nil {
 			t.Fatal(err)
@@ -149,11 +155,35 @@ func TestTwoProcessesOneFile(t *testing.T) {
 	cmd := exec.Command(os.Args[0], "-test.run=^TestChildProcess$", "-test.count=1")
 	cmd.Env = append(os.Environ(), childEnv+"="+path, childEnv+"_N="+strconv.Itoa(n))
 	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Stderr = &out
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// Start both processes together once the child has the file open.
+	r := bufio.NewReader(stdout)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("child did not get ready: %v\n%s", err, out.String())
+		}
+		if strings.TrimSpace(line) == "READY" {
+			break
+		}
+	}
+	if _, err := io.WriteString(stdin, "GO\n"); err != nil {
+		t.Fatal(err)
+	}
 	mine, myErr := consumeAll(ctx, s, n, now)
+	rest, _ := io.ReadAll(r)
+	out.Write(rest)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("child: %v\n%s", err, out.String())
 	}

@@ -43,8 +43,10 @@ const BusyTimeout = 5000
 
 // Store is a storage.Store on one SQLite file. It is safe for concurrent use.
 type Store struct {
-	w *sql.DB // writes: one connection, transactions BEGIN IMMEDIATE
-	r *sql.DB // reads: read-only pool
+	w  *sql.DB // writes: one connection, transactions BEGIN IMMEDIATE
+	r  *sql.DB // reads: read-only pool
+	wc *stmtCache
+	rc *stmtCache
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -81,7 +83,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxIdleTime(0)
 	w.SetConnMaxLifetime(0)
-	s := &Store{w: w}
+	s := &Store{w: w, wc: &stmtCache{db: w}}
 	if err := s.migrate(ctx); err != nil {
 		_ = w.Close()
 		return nil, err
@@ -94,7 +96,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	n := max(4, runtime.GOMAXPROCS(0))
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
-	s.r = r
+	s.r, s.rc = r, &stmtCache{db: r}
 	if err := s.Ping(ctx); err != nil {
 		_ = s.Close()
 		return nil, err
@@ -116,7 +118,9 @@ func (s *Store) Ping(ctx context.Context) error {
 // Close closes both pools.
 func (s *Store) Close() error {
 	var errs []error
+	s.wc.close()
 	if s.r != nil {
+		s.rc.close()
 		errs = append(errs, s.r.Close())
 	}
 	errs = append(errs, s.w.Close())
@@ -262,22 +266,4 @@ func wrap(op string, err error) error {
 		}
 	}
 	return fmt.Errorf("sqlite: %s: %w", op, err)
-}
-
-// execOne runs a write that must touch exactly one row; none is ErrNotFound.
-func execOne(ctx context.Context, ex interface {
-	ExecContext(context.Context, string, ...any) (sql.Result, error)
-}, query string, args ...any) error {
-	res, err := ex.ExecContext(ctx, query, args...)
-	if err != nil {
-		return err
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return err
-	}
-	if n == 0 {
-		return storage.ErrNotFound
-	}
-	return nil
 }

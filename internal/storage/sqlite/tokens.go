@@ -31,7 +31,7 @@ func (s *Store) CreateFamily(ctx context.Context, f *storage.TokenFamily) error 
 	if err != nil {
 		return wrap("create family", err)
 	}
-	_, err = s.w.ExecContext(ctx, `INSERT INTO token_families (`+familyCols+`)
+	_, err = s.wexec(ctx, nil, `INSERT INTO token_families (`+familyCols+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, f.ID, f.ClientID, f.UserID, f.Scope, lc,
 		micros(f.CreatedAt), micros(f.ExpiresAt), micros(f.RevokedAt), f.Reason)
 	return wrap("create family", err)
@@ -39,7 +39,7 @@ func (s *Store) CreateFamily(ctx context.Context, f *storage.TokenFamily) error 
 
 // GetFamily returns the family with that id.
 func (s *Store) GetFamily(ctx context.Context, id string) (*storage.TokenFamily, error) {
-	f, err := scanFamily(s.r.QueryRowContext(ctx, `SELECT `+familyCols+` FROM token_families WHERE id = ?`, id))
+	f, err := scanFamily(s.rrow(ctx, `SELECT `+familyCols+` FROM token_families WHERE id = ?`, id))
 	return f, wrap("get family", err)
 }
 
@@ -47,12 +47,12 @@ func (s *Store) GetFamily(ctx context.Context, id string) (*storage.TokenFamily,
 // already revoked family keeps its first revocation time and reason.
 func (s *Store) RevokeFamily(ctx context.Context, id string, now time.Time, reason string) error {
 	return s.tx(ctx, "revoke family", func(tx *sql.Tx) error {
-		return revokeFamily(ctx, tx, id, now, reason)
+		return s.revokeFamily(ctx, tx, id, now, reason)
 	})
 }
 
-func revokeFamily(ctx context.Context, tx *sql.Tx, id string, now time.Time, reason string) error {
-	res, err := tx.ExecContext(ctx, `UPDATE token_families SET revoked_at = ?, reason = ?
+func (s *Store) revokeFamily(ctx context.Context, tx *sql.Tx, id string, now time.Time, reason string) error {
+	res, err := s.wexec(ctx, tx, `UPDATE token_families SET revoked_at = ?, reason = ?
 		WHERE id = ? AND revoked_at IS NULL`, micros(now), reason, id)
 	if err != nil {
 		return err
@@ -61,12 +61,12 @@ func revokeFamily(ctx context.Context, tx *sql.Tx, id string, now time.Time, rea
 		return err
 	}
 	var one int
-	return tx.QueryRowContext(ctx, `SELECT 1 FROM token_families WHERE id = ?`, id).Scan(&one)
+	return s.wrow(ctx, tx, `SELECT 1 FROM token_families WHERE id = ?`, id).Scan(&one)
 }
 
 // RevokeFamiliesFor revokes every unrevoked family of userID and clientID.
 func (s *Store) RevokeFamiliesFor(ctx context.Context, userID, clientID string, now time.Time, reason string) error {
-	_, err := s.w.ExecContext(ctx, `UPDATE token_families SET revoked_at = ?, reason = ?
+	_, err := s.wexec(ctx, nil, `UPDATE token_families SET revoked_at = ?, reason = ?
 		WHERE user_id = ? AND client_id = ? AND revoked_at IS NULL`, micros(now), reason, userID, clientID)
 	return wrap("revoke families", err)
 }
@@ -82,12 +82,8 @@ func scanRefresh(sc scanner) (*storage.RefreshToken, error) {
 	return &t, nil
 }
 
-type execer interface {
-	ExecContext(context.Context, string, ...any) (sql.Result, error)
-}
-
-func insertRefresh(ctx context.Context, ex execer, t *storage.RefreshToken) error {
-	_, err := ex.ExecContext(ctx, `INSERT INTO refresh_tokens (`+refreshCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+func (s *Store) insertRefresh(ctx context.Context, tx *sql.Tx, t *storage.RefreshToken) error {
+	_, err := s.wexec(ctx, tx, `INSERT INTO refresh_tokens (`+refreshCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 		t.Hash, t.FamilyID, t.ClientID, t.UserID, t.Scope, micros(t.CreatedAt), micros(t.ExpiresAt),
 		micros(t.UsedAt))
 	return err
@@ -96,12 +92,12 @@ func insertRefresh(ctx context.Context, ex execer, t *storage.RefreshToken) erro
 // CreateRefreshToken inserts t; ErrConflict if its hash exists, ErrNotFound
 // if its family does not.
 func (s *Store) CreateRefreshToken(ctx context.Context, t *storage.RefreshToken) error {
-	return wrap("create refresh token", insertRefresh(ctx, s.w, t))
+	return wrap("create refresh token", s.insertRefresh(ctx, nil, t))
 }
 
 // GetRefreshToken returns the refresh token stored under hash.
 func (s *Store) GetRefreshToken(ctx context.Context, hash []byte) (*storage.RefreshToken, error) {
-	t, err := scanRefresh(s.r.QueryRowContext(ctx, `SELECT `+refreshCols+` FROM refresh_tokens WHERE hash = ?`, hash))
+	t, err := scanRefresh(s.rrow(ctx, `SELECT `+refreshCols+` FROM refresh_tokens WHERE hash = ?`, hash))
 	return t, wrap("get refresh token", err)
 }
 
@@ -117,17 +113,17 @@ var errFamilyMismatch = errors.New("next refresh token belongs to another family
 func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, next *storage.RefreshToken, now time.Time) (*storage.RefreshToken, error) {
 	var old *storage.RefreshToken
 	err := s.txKeep(ctx, "rotate refresh token", func(tx *sql.Tx) error {
-		t, err := scanRefresh(tx.QueryRowContext(ctx, `SELECT `+refreshCols+` FROM refresh_tokens WHERE hash = ?`, oldHash))
+		t, err := scanRefresh(s.wrow(ctx, tx, `SELECT `+refreshCols+` FROM refresh_tokens WHERE hash = ?`, oldHash))
 		if err != nil {
 			return err
 		}
 		old = t
-		f, err := scanFamily(tx.QueryRowContext(ctx, `SELECT `+familyCols+` FROM token_families WHERE id = ?`, t.FamilyID))
+		f, err := scanFamily(s.wrow(ctx, tx, `SELECT `+familyCols+` FROM token_families WHERE id = ?`, t.FamilyID))
 		if err != nil {
 			return err
 		}
 		if !t.UsedAt.IsZero() {
-			if err := revokeFamily(ctx, tx, f.ID, now, ReasonReuse); err != nil {
+			if err := s.revokeFamily(ctx, tx, f.ID, now, ReasonReuse); err != nil {
 				return err
 			}
 			return commitErr{storage.ErrAlreadyUsed}
@@ -141,12 +137,12 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, next *st
 		if next == nil || next.FamilyID != t.FamilyID || bytes.Equal(next.Hash, oldHash) {
 			return errFamilyMismatch
 		}
-		if err := execOne(ctx, tx, `UPDATE refresh_tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL`,
-			micros(now), oldHash); err != nil {
+		if err := execOne(s.wexec(ctx, tx, `UPDATE refresh_tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL`,
+			micros(now), oldHash)); err != nil {
 			return err
 		}
 		t.UsedAt = time.UnixMicro(now.UnixMicro()).UTC()
-		return insertRefresh(ctx, tx, next)
+		return s.insertRefresh(ctx, tx, next)
 	})
 	if err == nil || (old != nil && (errors.Is(err, storage.ErrAlreadyUsed) ||
 		errors.Is(err, storage.ErrRevoked) || errors.Is(err, storage.ErrExpired))) {

@@ -22,7 +22,7 @@ func scanUser(sc scanner) (*storage.User, error) {
 
 // CreateUser inserts u; ErrConflict if its id or username is taken.
 func (s *Store) CreateUser(ctx context.Context, u *storage.User) error {
-	_, err := s.w.ExecContext(ctx, `INSERT INTO users (`+userCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := s.wexec(ctx, nil, `INSERT INTO users (`+userCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 		u.ID, u.Username, u.PasswordHash, string(u.Role), u.FHIRUser,
 		micros(u.CreatedAt), u.FailedLogins, micros(u.LockedUntil))
 	return wrap("create user", err)
@@ -30,13 +30,13 @@ func (s *Store) CreateUser(ctx context.Context, u *storage.User) error {
 
 // GetUser returns the user with that id.
 func (s *Store) GetUser(ctx context.Context, id string) (*storage.User, error) {
-	u, err := scanUser(s.r.QueryRowContext(ctx, `SELECT `+userCols+` FROM users WHERE id = ?`, id))
+	u, err := scanUser(s.rrow(ctx, `SELECT `+userCols+` FROM users WHERE id = ?`, id))
 	return u, wrap("get user", err)
 }
 
 // GetUserByUsername returns the user with that exact username.
 func (s *Store) GetUserByUsername(ctx context.Context, username string) (*storage.User, error) {
-	u, err := scanUser(s.r.QueryRowContext(ctx, `SELECT `+userCols+` FROM users WHERE username = ?`, username))
+	u, err := scanUser(s.rrow(ctx, `SELECT `+userCols+` FROM users WHERE username = ?`, username))
 	return u, wrap("get user", err)
 }
 
@@ -60,14 +60,14 @@ func (s *Store) ListUsers(ctx context.Context) ([]storage.User, error) {
 
 // DeleteUser deletes the user; ErrNotFound if there is none.
 func (s *Store) DeleteUser(ctx context.Context, id string) error {
-	return wrap("delete user", execOne(ctx, s.w, `DELETE FROM users WHERE id = ?`, id))
+	return wrap("delete user", execOne(s.wexec(ctx, nil, `DELETE FROM users WHERE id = ?`, id)))
 }
 
 // RecordLoginFailure increments the failure count in one statement and, once
 // it reaches maxFailures (if positive), locks the account until now+lockFor.
 func (s *Store) RecordLoginFailure(ctx context.Context, id string, now time.Time, maxFailures int, lockFor time.Duration) (*storage.User, error) {
 	lock := maxFailures > 0
-	u, err := scanUser(s.w.QueryRowContext(ctx, `UPDATE users SET
+	u, err := scanUser(s.wrow(ctx, nil, `UPDATE users SET
 		failed_logins = failed_logins + 1,
 		locked_until = CASE WHEN ? AND failed_logins + 1 >= ? THEN ? ELSE locked_until END
 		WHERE id = ? RETURNING `+userCols,
@@ -77,6 +77,6 @@ func (s *Store) RecordLoginFailure(ctx context.Context, id string, now time.Time
 
 // RecordLoginSuccess resets the failure count and the lock.
 func (s *Store) RecordLoginSuccess(ctx context.Context, id string) error {
-	return wrap("record login success", execOne(ctx, s.w,
-		`UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?`, id))
+	return wrap("record login success", execOne(s.wexec(ctx, nil,
+		`UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?`, id)))
 }
