@@ -511,6 +511,15 @@ func TestEndToEndRefusals(t *testing.T) {
 		t.Fatalf("unknown client: %d %s", resp.StatusCode, resp.Header.Get("Location"))
 	}
 
+	// The sign-in page forbids framing and inline script.
+	resp = get(oc.AuthCodeURL("s", challenge, aud))
+	if resp.StatusCode == http.StatusSeeOther || resp.StatusCode == http.StatusFound {
+		resp = get(fx.srv.app.URL() + resp.Header.Get("Location"))
+	}
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") || strings.Contains(csp, "unsafe-inline") {
+		t.Fatalf("login page CSP %q (status %d)", csp, resp.StatusCode)
+	}
+
 	// Wrong PKCE verifier at /token: invalid_grant.
 	verifier := oauth2.GenerateVerifier()
 	b := newBrowser(t, fx.srv.app.URL(), redirectURI)
