@@ -208,7 +208,7 @@ func TestTwoProcessesOneFile(t *testing.T) {
 // two stores opening a new file at once both succeed.
 func TestMigrationsIdempotent(t *testing.T) {
 	ctx := context.Background()
-	dir := filepath.Join(t.TempDir(), "nested", "data")
+	dir := filepath.Join(t.TempDir(), "nested dir?x=1#frag", "data")
 	path := filepath.Join(dir, "fhirgate.db")
 	var wg sync.WaitGroup
 	stores := make([]*sqlite.Store, 4)

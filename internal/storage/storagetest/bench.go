@@ -15,26 +15,30 @@ import (
 func BenchConsumeAuthCode(b *testing.B, s storage.Store) {
 	ctx := context.Background()
 	var n atomic.Int64
-	one := func(b *testing.B) {
+	one := func() error {
 		now := time.Now()
 		c := newAuthCode("bench-" + strconv.FormatInt(n.Add(1), 10))
 		c.CreatedAt, c.ExpiresAt = now, now.Add(time.Minute)
 		if err := s.CreateAuthCode(ctx, c); err != nil {
-			b.Fatal(err)
+			return err
 		}
-		if _, err := s.ConsumeAuthCode(ctx, c.Hash, now); err != nil {
-			b.Fatal(err)
-		}
+		_, err := s.ConsumeAuthCode(ctx, c.Hash, now)
+		return err
 	}
 	b.Run("serial", func(b *testing.B) {
 		for b.Loop() {
-			one(b)
+			if err := one(); err != nil {
+				b.Fatal(err)
+			}
 		}
 	})
 	b.Run("parallel", func(b *testing.B) {
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				one(b)
+				if err := one(); err != nil {
+					b.Error(err)
+					return
+				}
 			}
 		})
 	})
@@ -57,7 +61,8 @@ func BenchGetClient(b *testing.B, s storage.Store) {
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				if _, err := s.GetClient(ctx, "bench-client"); err != nil {
-					b.Fatal(err)
+					b.Error(err)
+					return
 				}
 			}
 		})
