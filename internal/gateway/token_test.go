@@ -62,14 +62,14 @@ func TestTokenRefusals(t *testing.T) {
 	wrongAud, _ = f.token(patientAll, patientA, func(c *token.AccessClaims) { c.Audience = "https://other.example.org/fhir" })
 
 	for name, auth := range map[string]string{
-		"expired":     bearer(expired),
-		"wrong iss":   bearer(wrongIss),
-		"wrong aud":   bearer(wrongAud),
-		"alg none":    bearer(algNone),
-		"tampered":    bearer(tampered),
-		"garbage":     bearer("not-a-jwt"),
-		"basic":       "Basic Z2F0ZXdheTplaHItc2VjcmV0",
-		"no scheme":   good,
+		"expired":   bearer(expired),
+		"wrong iss": bearer(wrongIss),
+		"wrong aud": bearer(wrongAud),
+		"alg none":  bearer(algNone),
+		"tampered":  bearer(tampered),
+		"garbage":   bearer("not-a-jwt"),
+		"basic":     "Basic Z2F0ZXdheTplaHItc2VjcmV0",
+		"no scheme": good,
 	} {
 		before := f.spy.count()
 		r := f.do("GET", "/Patient/"+patientA, auth, "")
@@ -130,7 +130,6 @@ func TestUnknownFamilyRefused(t *testing.T) {
 		t.Fatalf("unknown family: %d", r.status)
 	}
 }
-
 
 func TestVerifiedTokenCache(t *testing.T) {
 	f := newFixture(t, fixtureOpts{})
