@@ -1,6 +1,6 @@
 // Package audit defines the security audit event and the Auditor every
-// feature reports to. This first version offers a structured-log sink; the
-// durable, hash-chained store comes with the audit-trail work and plugs in
+// feature reports to. LogAuditor writes events to a structured log; the
+// durable, hash-chained trail (package audit/trail with its sinks) plugs in
 // behind the same interface.
 package audit
 
@@ -44,6 +44,31 @@ const (
 	ActionKeyRotated          Action = "key.rotated"
 	ActionLaunchCreated       Action = "launch.created"
 	ActionRegistrationRefused Action = "registration.refused"
+	ActionTokenRevoked        Action = "token.revoked"
+	ActionTokenIntrospected   Action = "token.introspected"
+	ActionReplayDetected      Action = "replay.detected"
+	ActionAnomaly             Action = "anomaly"
+	ActionSuspended           Action = "suspended"
+	ActionAuditExport         Action = "audit.export"
+	ActionAuditQuery          Action = "audit.query"
+)
+
+// Actions recorded by the FHIR gateway (the gateway package uses the same
+// strings under its own names).
+const (
+	ActionFHIRRequest  Action = "fhir.request"
+	ActionFHIRFiltered Action = "fhir.filtered"
+	ActionTokenLeaked  Action = "token.leaked"
+)
+
+// Binding is how an access token is bound to its client.
+type Binding string
+
+// Token bindings.
+const (
+	BindingNone Binding = "none"
+	BindingDPoP Binding = "dpop"
+	BindingMTLS Binding = "mtls"
 )
 
 // Event is one audit record. It never holds a token, secret, password or
@@ -62,6 +87,16 @@ type Event struct {
 	Scope     string // granted scopes
 	TokenID   string // jti of the token involved, never the token
 	RequestID string
+
+	// What was accessed (gateway events).
+	Interaction     string // FHIR interaction: read, vread, search-type, create, ...
+	ResourceType    string
+	ResourceID      string
+	EntriesFiltered int // search or bundle entries withheld by the compartment filter
+
+	// Under which permissions.
+	AllowedBy string  // the granted scope that allowed the request
+	Binding   Binding // none, dpop or mtls
 }
 
 // Auditor records events. Record returns an error when the event could not
@@ -94,6 +129,12 @@ func (a LogAuditor) Record(ctx context.Context, e Event) error {
 		slog.String("scope", e.Scope),
 		slog.String("jti", e.TokenID),
 		slog.String("request_id", e.RequestID),
+		slog.String("interaction", e.Interaction),
+		slog.String("resource_type", e.ResourceType),
+		slog.String("resource_id", e.ResourceID),
+		slog.Int("entries_filtered", e.EntriesFiltered),
+		slog.String("allowed_by", e.AllowedBy),
+		slog.String("binding", string(e.Binding)),
 	)
 	return nil
 }

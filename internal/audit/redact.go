@@ -1,0 +1,61 @@
+package audit
+
+import (
+	"regexp"
+	"strings"
+	"unicode/utf8"
+)
+
+// MaxFieldLen bounds every text field of a stored event (bytes).
+const MaxFieldLen = 1024
+
+// credential matches things that look like credentials inside free text: a
+// JWT or JWS (three base64url parts starting with eyJ), an Authorization
+// scheme with its value, and name=value pairs for common secret parameters.
+var credential = regexp.MustCompile(`eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*` +
+	`|(?i)\b(?:bearer|dpop|basic)\s+[A-Za-z0-9._~+/=-]{8,}` +
+	`|(?i)\b(access_token|refresh_token|id_token|client_secret|password|code|assertion|client_assertion|code_verifier)=[^&\s"]+`)
+
+// Redact returns e with credential-looking text in its free-text fields
+// replaced by "[redacted]", control characters replaced by spaces and every
+// field cut to MaxFieldLen. Durable sinks store only redacted events, so a
+// caller that mistakenly puts a token into a reason cannot persist it.
+func Redact(e Event) Event {
+	for _, p := range []*string{
+		&e.Reason, &e.UserID, &e.FHIRUser, &e.ClientID, &e.SourceIP, &e.UserAgent,
+		&e.Patient, &e.Scope, &e.TokenID, &e.RequestID, &e.Interaction,
+		&e.ResourceType, &e.ResourceID, &e.AllowedBy,
+	} {
+		*p = clean(*p)
+	}
+	e.Action = Action(clean(string(e.Action)))
+	e.Outcome = Outcome(clean(string(e.Outcome)))
+	e.Binding = Binding(clean(string(e.Binding)))
+	return e
+}
+
+func clean(s string) string {
+	if s == "" {
+		return s
+	}
+	s = credential.ReplaceAllStringFunc(s, func(m string) string {
+		if name, _, ok := strings.Cut(m, "="); ok && !strings.HasPrefix(m, "eyJ") {
+			return name + "=[redacted]"
+		}
+		return "[redacted]"
+	})
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(s, "\uFFFD"))
+	if len(s) > MaxFieldLen {
+		cut := MaxFieldLen
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut]
+	}
+	return s
+}

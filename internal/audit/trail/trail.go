@@ -1,0 +1,404 @@
+// Package trail is the durable audit trail: an audit.Auditor that hash-chains
+// events (package chain) and writes them to a chain.Sink with group commit.
+//
+// One writer goroutine owns the chain head of this node. Record queues the
+// event; the writer takes everything queued (up to MaxBatch), links it onto
+// the chain and hands the batch to the sink as one transaction and one fsync.
+// In ModeSync (the default) Record returns only when its batch is durable, so
+// a caller that discloses data after Record returned nil never discloses
+// unaudited. Concurrent callers share commits, which keeps the cost of
+// durability low. In ModeAsync Record returns as soon as the event is queued:
+// lower latency, but events queued at a crash are lost and a failed write is
+// only logged. Close flushes the queue and writes a final checkpoint.
+//
+// Every CheckpointEvery records or CheckpointInterval, the writer signs the
+// chain head with the server's signing key, stores the checkpoint in the sink
+// and writes its hash to the operational log, so a copy lives outside the
+// audit store.
+package trail
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fhirgate/fhirgate/internal/audit"
+	"github.com/fhirgate/fhirgate/internal/audit/chain"
+)
+
+// Mode chooses between durable and fast recording.
+type Mode string
+
+// Modes.
+const (
+	ModeSync  Mode = "sync"  // Record returns after the event is durable (default)
+	ModeAsync Mode = "async" // Record returns after the event is queued
+)
+
+// Errors.
+var (
+	ErrClosed  = errors.New("audit trail: closed")
+	ErrOptions = errors.New("audit trail: invalid options")
+	// ErrUnavailable wraps a failure to store an event; callers fail closed.
+	ErrUnavailable = errors.New("audit trail: event not stored")
+)
+
+// Signer signs checkpoint claims as a compact JWS; *keys.Manager satisfies it.
+type Signer interface {
+	Sign(alg, typ string, claims any) (string, error)
+}
+
+// Options configure a Trail.
+type Options struct {
+	Sink chain.Sink // required
+	Node string     // this node's chain name; required
+	Mode Mode       // ModeSync when empty
+
+	MaxBatch  int // most events per commit; 1024 when 0
+	QueueSize int // queued events before Record blocks; 16384 when 0
+
+	Signer             Signer        // signs checkpoints; unsigned checkpoints when nil
+	SignAlg            string        // "ES256" when empty
+	CheckpointEvery    int           // records between checkpoints; 10000 when 0, never when < 0
+	CheckpointInterval time.Duration // time between checkpoints of a changed head; 1 minute when 0, never when < 0
+
+	WriteTimeout time.Duration // bound on one sink write; 30s when 0
+
+	// Observe, when set, is called after each commit with the batch size,
+	// the commit latency and the error (a hook for metrics).
+	Observe func(batch int, latency time.Duration, err error)
+
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+type request struct {
+	ev    audit.Event
+	flush bool
+	done  chan error // nil in async mode
+}
+
+// Trail is a durable, hash-chained audit.Auditor. It is safe for concurrent use.
+type Trail struct {
+	opts Options
+	q    chan request
+
+	mu     sync.RWMutex // guards closed against sends on q
+	closed bool
+	done   chan struct{}
+
+	// owned by the writer goroutine
+	head      *chain.Entry
+	headStale bool
+	sinceCP   int
+	lastCP    uint64
+	lastCPAt  time.Time
+
+	depth   atomic.Int64
+	dropped atomic.Int64
+}
+
+var _ audit.Auditor = (*Trail)(nil)
+
+// New validates opts, reads the node's chain head from the sink and starts
+// the writer.
+func New(ctx context.Context, opts Options) (*Trail, error) {
+	switch {
+	case opts.Sink == nil:
+		return nil, fmt.Errorf("%w: Sink is required", ErrOptions)
+	case opts.Node == "":
+		return nil, fmt.Errorf("%w: Node is required", ErrOptions)
+	case opts.Mode == "":
+		opts.Mode = ModeSync
+	case opts.Mode != ModeSync && opts.Mode != ModeAsync:
+		return nil, fmt.Errorf("%w: Mode must be sync or async, got %q", ErrOptions, opts.Mode)
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 1024
+	}
+	if opts.QueueSize <= 0 {
+		opts.QueueSize = 16384
+	}
+	if opts.SignAlg == "" {
+		opts.SignAlg = "ES256"
+	}
+	if opts.CheckpointEvery == 0 {
+		opts.CheckpointEvery = 10000
+	}
+	if opts.CheckpointInterval == 0 {
+		opts.CheckpointInterval = time.Minute
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = 30 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	t := &Trail{opts: opts, q: make(chan request, opts.QueueSize), done: make(chan struct{})}
+	if err := t.loadHead(ctx); err != nil {
+		return nil, err
+	}
+	cps, err := opts.Sink.Checkpoints(ctx, opts.Node)
+	if err != nil {
+		return nil, fmt.Errorf("audit trail: read checkpoints: %w", err)
+	}
+	if len(cps) > 0 {
+		t.lastCP = cps[len(cps)-1].Seq
+	}
+	t.lastCPAt = opts.Now()
+	go t.run()
+	return t, nil
+}
+
+// Mode returns the recording mode.
+func (t *Trail) Mode() Mode { return t.opts.Mode }
+
+// QueueDepth returns the number of events waiting to be written.
+func (t *Trail) QueueDepth() int { return int(t.depth.Load()) }
+
+// Dropped returns how many async events could not be stored.
+func (t *Trail) Dropped() int64 { return t.dropped.Load() }
+
+// Record implements audit.Auditor. The event is redacted (audit.Redact)
+// and stamped with the time if it has none. In ModeSync it returns nil only
+// once the event is durable; an error wraps ErrUnavailable or ErrClosed and
+// the caller must fail closed.
+func (t *Trail) Record(ctx context.Context, e audit.Event) error {
+	if e.Time.IsZero() {
+		e.Time = t.opts.Now()
+	}
+	r := request{ev: audit.Redact(e)}
+	if t.opts.Mode == ModeSync {
+		r.done = make(chan error, 1)
+	}
+	if err := t.send(ctx, r); err != nil {
+		return err
+	}
+	if r.done == nil {
+		return nil
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+	}
+}
+
+func (t *Trail) send(ctx context.Context, r request) error {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if t.closed {
+		return ErrClosed
+	}
+	t.depth.Add(1)
+	select {
+	case t.q <- r:
+		return nil
+	default:
+	}
+	select {
+	case t.q <- r:
+		return nil
+	case <-ctx.Done():
+		t.depth.Add(-1)
+		return fmt.Errorf("%w: queue full: %w", ErrUnavailable, ctx.Err())
+	}
+}
+
+// Flush waits until every event queued before it is durable (or failed).
+func (t *Trail) Flush(ctx context.Context) error {
+	r := request{flush: true, done: make(chan error, 1)}
+	if err := t.send(ctx, r); err != nil {
+		return err
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close stops accepting events, writes everything queued, writes a final
+// checkpoint and stops the writer. It does not close the sink.
+func (t *Trail) Close(ctx context.Context) error {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return nil
+	}
+	t.closed = true
+	close(t.q)
+	t.mu.Unlock()
+	select {
+	case <-t.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("audit trail: close: %w", ctx.Err())
+	}
+}
+
+func (t *Trail) loadHead(ctx context.Context) error {
+	e, ok, err := t.opts.Sink.Head(ctx, t.opts.Node)
+	if err != nil {
+		return fmt.Errorf("audit trail: read chain head: %w", err)
+	}
+	t.head = nil
+	if ok {
+		t.head = &e
+	}
+	t.headStale = false
+	return nil
+}
+
+func (t *Trail) run() {
+	defer close(t.done)
+	var tick <-chan time.Time
+	if t.opts.CheckpointInterval > 0 {
+		ticker := time.NewTicker(t.opts.CheckpointInterval)
+		defer ticker.Stop()
+		tick = ticker.C
+	}
+	batch := make([]request, 0, t.opts.MaxBatch)
+	for {
+		select {
+		case r, ok := <-t.q:
+			if !ok {
+				t.checkpoint(true)
+				return
+			}
+			batch = append(batch[:0], r)
+		drain:
+			for len(batch) < t.opts.MaxBatch {
+				select {
+				case r, ok := <-t.q:
+					if !ok {
+						break drain
+					}
+					batch = append(batch, r)
+				default:
+					break drain
+				}
+			}
+			t.commit(batch)
+		case <-tick:
+			if t.opts.Now().Sub(t.lastCPAt) >= t.opts.CheckpointInterval {
+				t.checkpoint(false)
+			}
+		}
+	}
+}
+
+// commit writes the events of batch in one sink append and answers every
+// request in it.
+func (t *Trail) commit(batch []request) {
+	t.depth.Add(-int64(len(batch)))
+	events := make([]audit.Event, 0, len(batch))
+	for _, r := range batch {
+		if !r.flush {
+			events = append(events, r.ev)
+		}
+	}
+	var err error
+	if len(events) > 0 {
+		start := time.Now()
+		err = t.write(events)
+		if t.opts.Observe != nil {
+			t.opts.Observe(len(events), time.Since(start), err)
+		}
+		if err != nil {
+			t.opts.Logger.Error("audit write failed", "node", t.opts.Node, "events", len(events), "err", err)
+			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+			if t.opts.Mode == ModeAsync {
+				t.dropped.Add(int64(len(events)))
+			}
+		}
+	}
+	for _, r := range batch {
+		if r.done != nil {
+			r.done <- err
+		}
+	}
+	if err == nil && t.opts.CheckpointEvery > 0 && t.sinceCP >= t.opts.CheckpointEvery {
+		t.checkpoint(false)
+	}
+}
+
+func (t *Trail) write(events []audit.Event) error {
+	ctx, cancel := context.WithTimeout(context.Background(), t.opts.WriteTimeout)
+	defer cancel()
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if t.headStale {
+			if err := t.loadHead(ctx); err != nil {
+				return err
+			}
+		}
+		entries := make([]chain.Entry, len(events))
+		prev := t.head
+		for i, ev := range events {
+			entries[i] = chain.Link(t.opts.Node, prev, ev)
+			prev = &entries[i]
+		}
+		err = t.opts.Sink.Append(ctx, entries)
+		if err == nil {
+			t.head = prev
+			t.sinceCP += len(entries)
+			return nil
+		}
+		// The outcome of a failed append is uncertain (a commit may have
+		// landed before the error): re-read the head before the next write.
+		t.headStale = true
+		if !errors.Is(err, chain.ErrConflict) {
+			return err
+		}
+	}
+	return err
+}
+
+// checkpoint signs and stores the current head if it moved since the last
+// checkpoint.
+func (t *Trail) checkpoint(final bool) {
+	if t.headStale {
+		ctx, cancel := context.WithTimeout(context.Background(), t.opts.WriteTimeout)
+		err := t.loadHead(ctx)
+		cancel()
+		if err != nil {
+			t.opts.Logger.Error("audit checkpoint: read head", "node", t.opts.Node, "err", err)
+			return
+		}
+	}
+	t.lastCPAt = t.opts.Now()
+	if t.head == nil || t.head.Seq == t.lastCP {
+		return
+	}
+	if t.opts.CheckpointEvery < 0 && t.opts.CheckpointInterval < 0 && !final {
+		return
+	}
+	cp := chain.Checkpoint{Node: t.opts.Node, Seq: t.head.Seq, Hash: t.head.Hash, Time: t.opts.Now().UTC().Truncate(time.Microsecond)}
+	if t.opts.Signer != nil {
+		sig, err := t.opts.Signer.Sign(t.opts.SignAlg, chain.CheckpointType, cp.Claims())
+		if err != nil {
+			t.opts.Logger.Error("audit checkpoint: sign", "node", cp.Node, "seq", cp.Seq, "err", err)
+		} else {
+			cp.Signature = sig
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), t.opts.WriteTimeout)
+	defer cancel()
+	if err := t.opts.Sink.SaveCheckpoint(ctx, cp); err != nil {
+		t.opts.Logger.Error("audit checkpoint: store", "node", cp.Node, "seq", cp.Seq, "err", err)
+		return
+	}
+	t.lastCP, t.sinceCP = cp.Seq, 0
+	t.opts.Logger.Info("audit checkpoint", "node", cp.Node, "seq", cp.Seq,
+		"hash", fmt.Sprintf("%x", cp.Hash), "signed", cp.Signature != "", "final", final)
+}
