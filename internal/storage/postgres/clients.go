@@ -10,14 +10,15 @@ import (
 
 const clientCols = `id, name, secret_hash, auth_method, redirect_uris, scope, grant_types, launch_uri,
 	logo_uri, id_token_signed_response_alg, jwks, jwks_uri, registration_token_hash, disabled,
-	created_at, updated_at`
+	created_at, updated_at, dpop_bound_access_tokens, require_par, tls_client_auth_subject_dn`
 
 func scanClient(row pgx.Row) (*storage.Client, error) {
 	var c storage.Client
 	if err := row.Scan(&c.ID, &c.Name, &c.SecretHash, &c.AuthMethod, &c.RedirectURIs,
 		&c.Scope, &c.GrantTypes, &c.LaunchURI, &c.LogoURI, &c.IDTokenSignedResponseAlg,
 		&c.JWKS, &c.JWKSURI, &c.RegistrationTokenHash, &c.Disabled,
-		ts(&c.CreatedAt), ts(&c.UpdatedAt)); err != nil {
+		ts(&c.CreatedAt), ts(&c.UpdatedAt), &c.DPoPBoundAccessTokens, &c.RequirePAR,
+		&c.TLSClientAuthSubjectDN); err != nil {
 		return nil, err
 	}
 	return &c, nil
@@ -26,13 +27,14 @@ func scanClient(row pgx.Row) (*storage.Client, error) {
 func clientArgs(c *storage.Client) []any {
 	return []any{c.ID, c.Name, c.SecretHash, c.AuthMethod, c.RedirectURIs, c.Scope, c.GrantTypes,
 		c.LaunchURI, c.LogoURI, c.IDTokenSignedResponseAlg, c.JWKS, c.JWKSURI, c.RegistrationTokenHash,
-		c.Disabled, tz(c.CreatedAt), tz(c.UpdatedAt)}
+		c.Disabled, tz(c.CreatedAt), tz(c.UpdatedAt), c.DPoPBoundAccessTokens, c.RequirePAR,
+		c.TLSClientAuthSubjectDN}
 }
 
 // CreateClient inserts c; ErrConflict if its id is taken.
 func (s *Store) CreateClient(ctx context.Context, c *storage.Client) error {
 	_, err := s.pool.Exec(ctx, `INSERT INTO clients (`+clientCols+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`, clientArgs(c)...)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`, clientArgs(c)...)
 	return wrap("create client", err)
 }
 
@@ -77,7 +79,8 @@ func (s *Store) UpdateClient(ctx context.Context, id string, update func(*storag
 		if err := execOne(ctx, tx, `UPDATE clients SET name = $2, secret_hash = $3, auth_method = $4,
 			redirect_uris = $5, scope = $6, grant_types = $7, launch_uri = $8, logo_uri = $9,
 			id_token_signed_response_alg = $10, jwks = $11, jwks_uri = $12, registration_token_hash = $13,
-			disabled = $14, created_at = $15, updated_at = $16 WHERE id = $1`, clientArgs(c)...); err != nil {
+			disabled = $14, created_at = $15, updated_at = $16, dpop_bound_access_tokens = $17,
+			require_par = $18, tls_client_auth_subject_dn = $19 WHERE id = $1`, clientArgs(c)...); err != nil {
 			return err
 		}
 		out = c

@@ -124,13 +124,13 @@ func (s *Store) DeleteAuthRequest(ctx context.Context, id string) error {
 }
 
 const authCodeCols = `hash, client_id, redirect_uri, code_challenge, scope, user_id, nonce, auth_time,
-	context, family_id, created_at, expires_at, used_at`
+	context, family_id, created_at, expires_at, used_at, dpop_jkt`
 
 func scanAuthCode(row pgx.Row) (*storage.AuthCode, error) {
 	var c storage.AuthCode
 	if err := row.Scan(&c.Hash, &c.ClientID, &c.RedirectURI, &c.CodeChallenge, &c.Scope, &c.UserID,
 		&c.Nonce, ts(&c.AuthTime), &c.Context, &c.FamilyID, ts(&c.CreatedAt), ts(&c.ExpiresAt),
-		ts(&c.UsedAt)); err != nil {
+		ts(&c.UsedAt), &c.DPoPJKT); err != nil {
 		return nil, err
 	}
 	return &c, nil
@@ -139,9 +139,9 @@ func scanAuthCode(row pgx.Row) (*storage.AuthCode, error) {
 // CreateAuthCode inserts c; ErrConflict if its hash exists.
 func (s *Store) CreateAuthCode(ctx context.Context, c *storage.AuthCode) error {
 	_, err := s.pool.Exec(ctx, `INSERT INTO auth_codes (`+authCodeCols+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
 		c.Hash, c.ClientID, c.RedirectURI, c.CodeChallenge, c.Scope, c.UserID, c.Nonce,
-		tz(c.AuthTime), c.Context, c.FamilyID, tz(c.CreatedAt), tz(c.ExpiresAt), tz(c.UsedAt))
+		tz(c.AuthTime), c.Context, c.FamilyID, tz(c.CreatedAt), tz(c.ExpiresAt), tz(c.UsedAt), c.DPoPJKT)
 	return wrap("create auth code", err)
 }
 

@@ -15,12 +15,13 @@ import (
 // detects a rotated refresh token presented again.
 const ReasonReuse = "refresh token reuse"
 
-const familyCols = `id, client_id, user_id, scope, context, created_at, expires_at, revoked_at, reason`
+const familyCols = `id, client_id, user_id, scope, context, created_at, expires_at, revoked_at, reason,
+	dpop_jkt, cert_thumbprint, session_hash`
 
 func scanFamily(row pgx.Row) (*storage.TokenFamily, error) {
 	var f storage.TokenFamily
 	if err := row.Scan(&f.ID, &f.ClientID, &f.UserID, &f.Scope, &f.Context, ts(&f.CreatedAt),
-		ts(&f.ExpiresAt), ts(&f.RevokedAt), &f.Reason); err != nil {
+		ts(&f.ExpiresAt), ts(&f.RevokedAt), &f.Reason, &f.DPoPJKT, &f.CertThumbprint, &f.SessionHash); err != nil {
 		return nil, err
 	}
 	return &f, nil
@@ -29,8 +30,8 @@ func scanFamily(row pgx.Row) (*storage.TokenFamily, error) {
 // CreateFamily inserts f; ErrConflict if its id exists.
 func (s *Store) CreateFamily(ctx context.Context, f *storage.TokenFamily) error {
 	_, err := s.pool.Exec(ctx, `INSERT INTO token_families (`+familyCols+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, f.ID, f.ClientID, f.UserID, f.Scope, f.Context,
-		tz(f.CreatedAt), tz(f.ExpiresAt), tz(f.RevokedAt), f.Reason)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`, f.ID, f.ClientID, f.UserID, f.Scope, f.Context,
+		tz(f.CreatedAt), tz(f.ExpiresAt), tz(f.RevokedAt), f.Reason, f.DPoPJKT, f.CertThumbprint, f.SessionHash)
 	return wrap("create family", err)
 }
 
@@ -63,20 +64,20 @@ func (s *Store) RevokeFamiliesFor(ctx context.Context, userID, clientID string, 
 	return wrap("revoke families", err)
 }
 
-const refreshCols = `hash, family_id, client_id, user_id, scope, created_at, expires_at, used_at`
+const refreshCols = `hash, family_id, client_id, user_id, scope, created_at, expires_at, used_at, successor_hash`
 
 func scanRefresh(row pgx.Row) (*storage.RefreshToken, error) {
 	var t storage.RefreshToken
 	if err := row.Scan(&t.Hash, &t.FamilyID, &t.ClientID, &t.UserID, &t.Scope, ts(&t.CreatedAt),
-		ts(&t.ExpiresAt), ts(&t.UsedAt)); err != nil {
+		ts(&t.ExpiresAt), ts(&t.UsedAt), &t.SuccessorHash); err != nil {
 		return nil, err
 	}
 	return &t, nil
 }
 
 func insertRefresh(ctx context.Context, q querier, t *storage.RefreshToken) error {
-	_, err := q.Exec(ctx, `INSERT INTO refresh_tokens (`+refreshCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		t.Hash, t.FamilyID, t.ClientID, t.UserID, t.Scope, tz(t.CreatedAt), tz(t.ExpiresAt), tz(t.UsedAt))
+	_, err := q.Exec(ctx, `INSERT INTO refresh_tokens (`+refreshCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		t.Hash, t.FamilyID, t.ClientID, t.UserID, t.Scope, tz(t.CreatedAt), tz(t.ExpiresAt), tz(t.UsedAt), t.SuccessorHash)
 	return err
 }
 
@@ -128,10 +129,12 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, next *st
 		if next == nil || next.FamilyID != t.FamilyID || bytes.Equal(next.Hash, oldHash) {
 			return errFamilyMismatch
 		}
-		if err := execOne(ctx, tx, `UPDATE refresh_tokens SET used_at = $1 WHERE hash = $2`, now, oldHash); err != nil {
+		if err := execOne(ctx, tx, `UPDATE refresh_tokens SET used_at = $1, successor_hash = $2 WHERE hash = $3`,
+			now, next.Hash, oldHash); err != nil {
 			return err
 		}
 		t.UsedAt = micro(now)
+		t.SuccessorHash = append([]byte(nil), next.Hash...)
 		return insertRefresh(ctx, tx, next)
 	})
 	if err == nil || (old != nil && (errors.Is(err, storage.ErrAlreadyUsed) ||

@@ -9,14 +9,15 @@ import (
 
 const clientCols = `id, name, secret_hash, auth_method, redirect_uris, scope, grant_types, launch_uri,
 	logo_uri, id_token_signed_response_alg, jwks, jwks_uri, registration_token_hash, disabled,
-	created_at, updated_at`
+	created_at, updated_at, dpop_bound_access_tokens, require_par, tls_client_auth_subject_dn`
 
 func scanClient(sc scanner) (*storage.Client, error) {
 	var c storage.Client
 	if err := sc.Scan(&c.ID, &c.Name, bs(&c.SecretHash), &c.AuthMethod, js(&c.RedirectURIs),
 		&c.Scope, js(&c.GrantTypes), &c.LaunchURI, &c.LogoURI, &c.IDTokenSignedResponseAlg,
 		bs(&c.JWKS), &c.JWKSURI, bs(&c.RegistrationTokenHash), &c.Disabled,
-		ts(&c.CreatedAt), ts(&c.UpdatedAt)); err != nil {
+		ts(&c.CreatedAt), ts(&c.UpdatedAt), &c.DPoPBoundAccessTokens, &c.RequirePAR,
+		&c.TLSClientAuthSubjectDN); err != nil {
 		return nil, err
 	}
 	return &c, nil
@@ -33,7 +34,8 @@ func clientArgs(c *storage.Client) ([]any, error) {
 	}
 	return []any{c.ID, c.Name, blob(c.SecretHash), c.AuthMethod, ru, c.Scope, gt, c.LaunchURI,
 		c.LogoURI, c.IDTokenSignedResponseAlg, blob(c.JWKS), c.JWKSURI, blob(c.RegistrationTokenHash),
-		c.Disabled, micros(c.CreatedAt), micros(c.UpdatedAt)}, nil
+		c.Disabled, micros(c.CreatedAt), micros(c.UpdatedAt), c.DPoPBoundAccessTokens, c.RequirePAR,
+		c.TLSClientAuthSubjectDN}, nil
 }
 
 // CreateClient inserts c; ErrConflict if its id is taken.
@@ -43,7 +45,7 @@ func (s *Store) CreateClient(ctx context.Context, c *storage.Client) error {
 		return wrap("create client", err)
 	}
 	_, err = s.wexec(ctx, nil, `INSERT INTO clients (`+clientCols+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...)
 	return wrap("create client", err)
 }
 
@@ -91,7 +93,8 @@ func (s *Store) UpdateClient(ctx context.Context, id string, update func(*storag
 		if err := execOne(s.wexec(ctx, tx, `UPDATE clients SET name = ?, secret_hash = ?, auth_method = ?,
 			redirect_uris = ?, scope = ?, grant_types = ?, launch_uri = ?, logo_uri = ?,
 			id_token_signed_response_alg = ?, jwks = ?, jwks_uri = ?, registration_token_hash = ?,
-			disabled = ?, created_at = ?, updated_at = ? WHERE id = ?`, append(args[1:], id)...)); err != nil {
+			disabled = ?, created_at = ?, updated_at = ?, dpop_bound_access_tokens = ?, require_par = ?,
+			tls_client_auth_subject_dn = ? WHERE id = ?`, append(args[1:], id)...)); err != nil {
 			return err
 		}
 		out = c

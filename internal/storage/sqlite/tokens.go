@@ -14,12 +14,13 @@ import (
 // detects a rotated refresh token presented again.
 const ReasonReuse = "refresh token reuse"
 
-const familyCols = `id, client_id, user_id, scope, context, created_at, expires_at, revoked_at, reason`
+const familyCols = `id, client_id, user_id, scope, context, created_at, expires_at, revoked_at, reason,
+	dpop_jkt, cert_thumbprint, session_hash`
 
 func scanFamily(sc scanner) (*storage.TokenFamily, error) {
 	var f storage.TokenFamily
 	if err := sc.Scan(&f.ID, &f.ClientID, &f.UserID, &f.Scope, js(&f.Context), ts(&f.CreatedAt),
-		ts(&f.ExpiresAt), ts(&f.RevokedAt), &f.Reason); err != nil {
+		ts(&f.ExpiresAt), ts(&f.RevokedAt), &f.Reason, &f.DPoPJKT, &f.CertThumbprint, bs(&f.SessionHash)); err != nil {
 		return nil, err
 	}
 	return &f, nil
@@ -32,8 +33,9 @@ func (s *Store) CreateFamily(ctx context.Context, f *storage.TokenFamily) error 
 		return wrap("create family", err)
 	}
 	_, err = s.wexec(ctx, nil, `INSERT INTO token_families (`+familyCols+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, f.ID, f.ClientID, f.UserID, f.Scope, lc,
-		micros(f.CreatedAt), micros(f.ExpiresAt), micros(f.RevokedAt), f.Reason)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, f.ID, f.ClientID, f.UserID, f.Scope, lc,
+		micros(f.CreatedAt), micros(f.ExpiresAt), micros(f.RevokedAt), f.Reason, f.DPoPJKT, f.CertThumbprint,
+		blob(f.SessionHash))
 	return wrap("create family", err)
 }
 
@@ -71,21 +73,21 @@ func (s *Store) RevokeFamiliesFor(ctx context.Context, userID, clientID string, 
 	return wrap("revoke families", err)
 }
 
-const refreshCols = `hash, family_id, client_id, user_id, scope, created_at, expires_at, used_at`
+const refreshCols = `hash, family_id, client_id, user_id, scope, created_at, expires_at, used_at, successor_hash`
 
 func scanRefresh(sc scanner) (*storage.RefreshToken, error) {
 	var t storage.RefreshToken
 	if err := sc.Scan(bs(&t.Hash), &t.FamilyID, &t.ClientID, &t.UserID, &t.Scope, ts(&t.CreatedAt),
-		ts(&t.ExpiresAt), ts(&t.UsedAt)); err != nil {
+		ts(&t.ExpiresAt), ts(&t.UsedAt), bs(&t.SuccessorHash)); err != nil {
 		return nil, err
 	}
 	return &t, nil
 }
 
 func (s *Store) insertRefresh(ctx context.Context, tx *sql.Tx, t *storage.RefreshToken) error {
-	_, err := s.wexec(ctx, tx, `INSERT INTO refresh_tokens (`+refreshCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := s.wexec(ctx, tx, `INSERT INTO refresh_tokens (`+refreshCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		t.Hash, t.FamilyID, t.ClientID, t.UserID, t.Scope, micros(t.CreatedAt), micros(t.ExpiresAt),
-		micros(t.UsedAt))
+		micros(t.UsedAt), blob(t.SuccessorHash))
 	return err
 }
 
@@ -137,11 +139,12 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, next *st
 		if next == nil || next.FamilyID != t.FamilyID || bytes.Equal(next.Hash, oldHash) {
 			return errFamilyMismatch
 		}
-		if err := execOne(s.wexec(ctx, tx, `UPDATE refresh_tokens SET used_at = ? WHERE hash = ? AND used_at IS NULL`,
-			micros(now), oldHash)); err != nil {
+		if err := execOne(s.wexec(ctx, tx, `UPDATE refresh_tokens SET used_at = ?, successor_hash = ?
+			WHERE hash = ? AND used_at IS NULL`, micros(now), next.Hash, oldHash)); err != nil {
 			return err
 		}
 		t.UsedAt = time.UnixMicro(now.UnixMicro()).UTC()
+		t.SuccessorHash = append([]byte(nil), next.Hash...)
 		return s.insertRefresh(ctx, tx, next)
 	})
 	if err == nil || (old != nil && (errors.Is(err, storage.ErrAlreadyUsed) ||

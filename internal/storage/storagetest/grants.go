@@ -156,6 +156,7 @@ func newAuthCode(label string) *storage.AuthCode {
 		AuthTime:      base.Add(-time.Minute),
 		Context:       launchContext("123"),
 		FamilyID:      "fam-" + label,
+		DPoPJKT:       "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I",
 		CreatedAt:     base,
 		ExpiresAt:     base.Add(60 * time.Second),
 	}

@@ -11,13 +11,16 @@ import (
 
 func newFamily(id, userID, clientID string) *storage.TokenFamily {
 	return &storage.TokenFamily{
-		ID:        id,
-		ClientID:  clientID,
-		UserID:    userID,
-		Scope:     "openid offline_access patient/*.rs",
-		Context:   launchContext("123"),
-		CreatedAt: base,
-		ExpiresAt: base.Add(90 * 24 * time.Hour),
+		ID:             id,
+		ClientID:       clientID,
+		UserID:         userID,
+		Scope:          "openid offline_access patient/*.rs",
+		Context:        launchContext("123"),
+		CreatedAt:      base,
+		ExpiresAt:      base.Add(90 * 24 * time.Hour),
+		DPoPJKT:        "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I",
+		CertThumbprint: "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2",
+		SessionHash:    hash("session-" + id),
 	}
 }
 
@@ -125,10 +128,14 @@ func testRefreshTokens(t *testing.T, s storage.Store) {
 	wantErr(t, "RotateRefreshToken", err, nil)
 	wantOld := *rt1
 	wantOld.UsedAt = now
+	wantOld.SuccessorHash = rt2.Hash
 	mustEqual(t, "RotateRefreshToken old", old, &wantOld)
 	got, err = s.GetRefreshToken(ctx, rt2.Hash)
 	wantErr(t, "GetRefreshToken next", err, nil)
 	mustEqual(t, "GetRefreshToken next", got, rt2)
+	got, err = s.GetRefreshToken(ctx, rt1.Hash)
+	wantErr(t, "GetRefreshToken rotated", err, nil)
+	mustEqual(t, "GetRefreshToken rotated (UsedAt, SuccessorHash)", got, &wantOld)
 
 	// Reuse of rt1: ErrAlreadyUsed, and the whole family (rt2 too) is revoked.
 	old, err = s.RotateRefreshToken(ctx, rt1.Hash, newRefresh("rt-3", "f1"), now.Add(time.Minute))
