@@ -74,8 +74,8 @@ func TestAuthenticate(t *testing.T) {
 		{"post via basic", clientauth.Credentials{HasBasic: true, BasicID: "post", BasicSecret: "s3cret-post"}, oauth.InvalidClient, clientauth.ErrMethodMismatch},
 		{"public with secret", clientauth.Credentials{FormID: "pub", FormSecret: "", HasFormSecret: true}, oauth.InvalidClient, clientauth.ErrMethodMismatch},
 		{"public with assertion", clientauth.Credentials{FormID: "pub", HasAssertion: true}, oauth.InvalidClient, clientauth.ErrMethodMismatch},
-		{"private_key_jwt client", clientauth.Credentials{FormID: "jwt", HasAssertion: true}, oauth.InvalidClient, clientauth.ErrUnsupportedMethod},
-		{"tls client", clientauth.Credentials{FormID: "mtls"}, oauth.InvalidClient, clientauth.ErrUnsupportedMethod},
+		{"private_key_jwt client", clientauth.Credentials{FormID: "jwt", HasAssertion: true}, oauth.InvalidClient, clientauth.ErrMalformedAssertion},
+		{"tls client", clientauth.Credentials{FormID: "mtls"}, oauth.InvalidClient, clientauth.ErrNotConfigured},
 	}
 	descs := map[string]bool{}
 	for _, tc := range cases {

@@ -16,7 +16,9 @@ import (
 var ErrMalformedBasic = errors.New("clientauth: malformed Basic authorization header")
 
 // FromRequest extracts Credentials from a token request whose form has
-// already been parsed (r.PostForm). The Basic header's id and secret are
+// already been parsed (r.PostForm). The TLS client certificate chain comes
+// from the connection (r.TLS); a caller that accepts certificates forwarded
+// by a trusted proxy replaces Credentials.ClientCerts. The Basic header's id and secret are
 // form-urlencoded before base64 (RFC 6749 §2.3.1) and are decoded here; a
 // repeated client parameter is an invalid_request, a malformed header
 // invalid_client.
@@ -33,6 +35,11 @@ func FromRequest(r *http.Request) (Credentials, error) {
 	_, a := r.PostForm["client_assertion"]
 	_, at := r.PostForm["client_assertion_type"]
 	c.HasAssertion = a || at
+	c.Assertion = r.PostForm.Get("client_assertion")
+	c.AssertionType = r.PostForm.Get("client_assertion_type")
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		c.ClientCerts = r.TLS.PeerCertificates
+	}
 
 	values := r.Header.Values("Authorization")
 	if len(values) == 0 {
