@@ -1,0 +1,91 @@
+package sqlsink
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/fhirgate/fhirgate/internal/audit/audittest"
+	"github.com/fhirgate/fhirgate/internal/audit/chain"
+	"github.com/fhirgate/fhirgate/internal/audit/trail"
+	"github.com/fhirgate/fhirgate/internal/storage"
+	storesqlite "github.com/fhirgate/fhirgate/internal/storage/sqlite"
+)
+
+func openSQLite(t *testing.T, path string) *SQLite {
+	t.Helper()
+	s, err := OpenSQLite(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestSQLiteConformance(t *testing.T) {
+	paths := map[chain.Sink]string{}
+	audittest.RunSinkSuite(t, audittest.SinkHarness{
+		Open: func(t *testing.T) chain.Sink {
+			p := filepath.Join(t.TempDir(), "fhirgate.db")
+			s := openSQLite(t, p)
+			paths[s] = p
+			return s
+		},
+		Rewrite: func(t *testing.T, s chain.Sink, node string, es []chain.Entry) {
+			db := s.(*SQLite).w
+			if _, err := db.Exec("DELETE FROM audit_events WHERE node = ?", node); err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range es {
+				if _, err := db.Exec("INSERT INTO audit_events ("+columnList+") VALUES (?"+repeat(", ?", len(columns)-1)+")", entryArgs(e)...); err != nil {
+					t.Fatal(err)
+				}
+			}
+		},
+		Reopen: func(t *testing.T, s chain.Sink) chain.Sink {
+			p := paths[s]
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			return openSQLite(t, p)
+		},
+	})
+}
+
+func TestSQLiteOpenTwiceIsIdempotent(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "x.db")
+	a := openSQLite(t, p)
+	b := openSQLite(t, p)
+	a.Close()
+	b.Close()
+}
+
+func TestSQLiteBesideMainStore(t *testing.T) {
+	ctx := context.Background()
+	p := filepath.Join(t.TempDir(), "fhirgate.db")
+	st, err := storesqlite.Open(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s := openSQLite(t, p)
+	defer s.Close()
+	tr, err := trail.New(ctx, trail.Options{Sink: s, Node: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if err := tr.Record(ctx, audittest.SampleEvent(i, time.Now())); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.CreateClient(ctx, &storage.Client{ID: fmt.Sprintf("c%d", i), CreatedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tr.Close(ctx)
+	rep, err := chain.Verify(ctx, s, chain.VerifyOptions{})
+	if err != nil || !rep.OK() || rep.Nodes[0].Records != 20 {
+		t.Fatalf("verify: %+v %v", rep, err)
+	}
+}
