@@ -148,6 +148,7 @@ type Handler struct {
 	basePath string // without trailing slash, "" for the root
 	router   *upstream.Router
 	proxies  map[*upstream.Upstream]*httputil.ReverseProxy
+	bases    map[*upstream.Upstream]upstreamBases
 	cache    *tokenCache
 	meta     metadataCache
 	bufPool  bufferPool
@@ -209,10 +210,13 @@ func New(opts Options) (*Handler, error) {
 		basePath: u.Path,
 		router:   router,
 		proxies:  map[*upstream.Upstream]*httputil.ReverseProxy{},
+		bases:    map[*upstream.Upstream]upstreamBases{},
 		cache:    newTokenCache(opts.TokenCacheSize),
 	}
 	for _, up := range router.Upstreams() {
 		h.proxies[up] = h.newProxy(up)
+		b := upstreamBase(up)
+		h.bases[up] = upstreamBases{str: b, slash: []byte(b + "/")}
 	}
 	return h, nil
 }

@@ -188,9 +188,15 @@ func upstreamBase(up *upstream.Upstream) string {
 	return strings.TrimRight(up.URL.Scheme+"://"+up.URL.Host+up.URL.Path, "/")
 }
 
+// upstreamBases caches upstreamBase and its byte form per upstream.
+type upstreamBases struct {
+	str   string
+	slash []byte // with a trailing "/"
+}
+
 // publicURL maps a URL of the backend onto the public FHIR base.
 func (h *Handler) publicURL(up *upstream.Upstream, v string) string {
-	if rest, ok := strings.CutPrefix(v, upstreamBase(up)); ok && (rest == "" || rest[0] == '/' || rest[0] == '?') {
+	if rest, ok := strings.CutPrefix(v, h.bases[up].str); ok && (rest == "" || rest[0] == '/' || rest[0] == '?') {
 		return h.opts.BaseURL + rest
 	}
 	return v
@@ -199,7 +205,7 @@ func (h *Handler) publicURL(up *upstream.Upstream, v string) string {
 // publicBody replaces the backend's base URL by the public one in an
 // inspected body (Bundle links, fullUrl, references).
 func (h *Handler) publicBody(up *upstream.Upstream, body []byte) []byte {
-	ub := []byte(upstreamBase(up) + "/")
+	ub := h.bases[up].slash
 	if !bytes.Contains(body, ub) {
 		return body
 	}
