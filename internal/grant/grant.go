@@ -44,6 +44,12 @@ type Options struct {
 	Tokens  storage.Tokens    // token families and refresh tokens
 	Users   storage.Users     // the resource owners
 	Issuer  *token.Issuer     // mints access tokens and id_tokens
+	// BackendIssuer mints client_credentials (SMART Backend Services) access
+	// tokens, configured with their short lifetime; Issuer when nil.
+	BackendIssuer *token.Issuer
+	// ClientAuth authenticates clients; when nil only none and
+	// client_secret_* work (an Authenticator with just Clients).
+	ClientAuth *clientauth.Authenticator
 	// IssuerURL is this server's issuer identifier; smart_style_url is
 	// {IssuerURL}/smart-style.json.
 	IssuerURL string
@@ -113,9 +119,13 @@ func New(opts Options) (*Handler, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	auth := clientauth.Authenticator{Clients: opts.Clients, Now: opts.Now}
+	if opts.ClientAuth != nil {
+		auth = *opts.ClientAuth
+	}
 	return &Handler{
 		opts:     opts,
-		auth:     clientauth.Authenticator{Clients: opts.Clients},
+		auth:     auth,
 		fhirBase: strings.TrimRight(opts.FHIRBase, "/"),
 		styleURL: strings.TrimRight(opts.IssuerURL, "/") + "/smart-style.json",
 	}, nil
@@ -223,6 +233,12 @@ func (h *Handler) dispatch(ctx context.Context, req Request, ev *audit.Event) (*
 		}
 		ev.Action = audit.ActionTokenRefreshed
 		return h.refreshToken(ctx, client, req.Form, ev)
+	case oauth.GrantClientCredentials:
+		if !allowsGrant(client, oauth.GrantClientCredentials) {
+			return nil, oauth.Errorf(oauth.UnauthorizedClient, "client may not use grant_type client_credentials")
+		}
+		ev.Action = audit.ActionTokenIssued
+		return h.clientCredentials(ctx, client, req.Form, ev)
 	}
 	return nil, oauth.Errorf(oauth.UnsupportedGrantType, "grant_type not supported")
 }
