@@ -330,7 +330,7 @@ func TestConcurrentExchangeOneWinner(t *testing.T) {
 func TestUnsupportedGrantTypes(t *testing.T) {
 	f := newFixture(t)
 	c, s := f.client(oauth.AuthClientSecretBasic)
-	for _, gt := range []string{"password", "implicit", "client_credentials", "not_a_grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"} {
+	for _, gt := range []string{"password", "implicit", "not_a_grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"} {
 		form := url.Values{"grant_type": {gt}, "username": {"amy"}, "password": {"x"}}
 		wantError(t, f.do(tokenRequest(form, basic(c, s))), 400, oauth.UnsupportedGrantType)
 	}

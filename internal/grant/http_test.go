@@ -41,7 +41,7 @@ func TestClientAuthentication(t *testing.T) {
 		{"unknown client in body", pub, public(&storage.Client{ID: "BAD_CLIENT_ID"}), 401, oauth.InvalidClient, "client authentication failed"},
 		{"unknown client in basic", cb, basic(&storage.Client{ID: "BAD_CLIENT_ID"}, sb), 401, oauth.InvalidClient, "client authentication failed"},
 		{"disabled client", dis, basic(dis, sd), 401, oauth.InvalidClient, "client authentication failed"},
-		{"private_key_jwt not yet", jwt, public(jwt), 401, oauth.InvalidClient, "client authentication method not supported yet"},
+		{"private_key_jwt client as public", jwt, public(jwt), 401, oauth.InvalidClient, "client authentication failed"},
 		{"no credentials", pub, auth{}, 401, oauth.InvalidClient, "client authentication required"},
 		{"basic and body secret", cb, auth{basicID: cb.ID, basicSecret: sb, formSecret: sb, sendFormSecret: true}, 400, oauth.InvalidRequest, ""},
 		{"basic and other body client_id", cb, auth{basicID: cb.ID, basicSecret: sb, formID: cp.ID}, 400, oauth.InvalidRequest, ""},
