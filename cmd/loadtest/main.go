@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"time"
 )
@@ -34,15 +35,16 @@ func main() {
 	dur := flag.Duration("d", 10*time.Second, "measuring time per target")
 	warm := flag.Duration("warmup", time.Second, "warm-up time per target")
 	asJSON := flag.Bool("json", false, "print the results as JSON")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the gateway phase to this file")
 	auditLog := flag.Bool("audit-log", true, "gateway audit events go through the structured-log auditor (to a discarded sink); false = no-op auditor")
 	flag.Parse()
-	if err := run(context.Background(), os.Stdout, *conc, *dur, *warm, *asJSON, *auditLog); err != nil {
+	if err := run(context.Background(), os.Stdout, *conc, *dur, *warm, *asJSON, *auditLog, *cpuProfile); err != nil {
 		fmt.Fprintln(os.Stderr, "loadtest:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, out io.Writer, conc int, dur, warm time.Duration, asJSON, auditLog bool) error {
+func run(ctx context.Context, out io.Writer, conc int, dur, warm time.Duration, asJSON, auditLog bool, cpuProfile string) error {
 	if conc < 1 || dur <= 0 {
 		return fmt.Errorf("concurrency must be >= 1 and duration > 0")
 	}
@@ -56,7 +58,19 @@ func run(ctx context.Context, out io.Writer, conc int, dur, warm time.Duration, 
 		if _, err := load(tgt, conc, warm); err != nil {
 			return fmt.Errorf("%s warm-up: %w", tgt.name, err)
 		}
+		stop := func() {}
+		if cpuProfile != "" && tgt.name == "gateway" {
+			f, err := os.Create(cpuProfile)
+			if err != nil {
+				return err
+			}
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return err
+			}
+			stop = func() { pprof.StopCPUProfile(); _ = f.Close() }
+		}
 		lat, err := load(tgt, conc, dur)
+		stop()
 		if err != nil {
 			return fmt.Errorf("%s: %w", tgt.name, err)
 		}

@@ -10,7 +10,7 @@ import (
 
 func TestRunSmoke(t *testing.T) {
 	var out bytes.Buffer
-	if err := run(context.Background(), &out, 2, 300*time.Millisecond, 50*time.Millisecond, true, true); err != nil {
+	if err := run(context.Background(), &out, 2, 300*time.Millisecond, 50*time.Millisecond, true, true, ""); err != nil {
 		t.Fatal(err)
 	}
 	var rep struct {
@@ -31,7 +31,7 @@ func TestRunSmoke(t *testing.T) {
 }
 
 func TestRunRefusesBadFlags(t *testing.T) {
-	if err := run(context.Background(), &bytes.Buffer{}, 0, time.Second, 0, false, false); err == nil {
+	if err := run(context.Background(), &bytes.Buffer{}, 0, time.Second, 0, false, false, ""); err == nil {
 		t.Fatal("concurrency 0 accepted")
 	}
 }
