@@ -40,6 +40,9 @@ type Config struct {
 	Login                   Login   `yaml:"login"`
 	Roles                   Roles   `yaml:"roles"`
 	Log                     Log     `yaml:"log"`
+	Gateway                 Gateway `yaml:"gateway"`
+	// Upstreams lists the gateway's backends by path prefix (YAML only).
+	Upstreams []Upstream `yaml:"upstreams"`
 
 	// issuerDerived and fhirBaseDerived record that the value was filled in
 	// from addr (or issuer), so SetListenAddr can re-derive it once the real
@@ -136,7 +139,8 @@ func Default() *Config {
 			Clinician: DefaultClinicianScopes,
 			Admin:     DefaultAdminScopes,
 		},
-		Log: Log{Level: DefaultLogLevel},
+		Log:     Log{Level: DefaultLogLevel},
+		Gateway: Gateway{UpstreamTimeout: DefaultUpstreamTimeout},
 	}
 }
 
@@ -287,8 +291,8 @@ func fields(c *Config) []Field {
 		t := v.Type()
 		for i := 0; i < t.NumField(); i++ {
 			sf := t.Field(i)
-			if !sf.IsExported() {
-				continue
+			if !sf.IsExported() || sf.Type.Kind() == reflect.Slice {
+				continue // lists (upstreams) come from YAML only
 			}
 			key := prefix + yamlName(sf)
 			if sf.Type.Kind() == reflect.Struct && sf.Type != reflect.TypeOf(time.Duration(0)) {

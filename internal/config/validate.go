@@ -163,6 +163,8 @@ func (c *Config) Validate() error {
 		add("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)
 	}
 
+	c.validateGateway(add)
+
 	if len(ps) > 0 {
 		return &ValidationError{Problems: ps}
 	}
