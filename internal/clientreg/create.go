@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/fhirgate/fhirgate/internal/oauth"
@@ -72,6 +73,9 @@ func Apply(c *storage.Client, v Metadata) {
 		c.JWKS = nil
 	}
 	c.JWKSURI = v.JWKSURI
+	c.TLSClientAuthSubjectDN = v.TLSClientAuthSubjectDN
+	c.DPoPBoundAccessTokens = v.DPoPBoundAccessTokens
+	c.RequirePAR = v.RequirePushedAuthorizationRequests
 }
 
 // FromClient returns the registered metadata of c.
@@ -82,11 +86,15 @@ func FromClient(c *storage.Client) Metadata {
 		Scope:                    c.Scope,
 		TokenEndpointAuthMethod:  c.AuthMethod,
 		GrantTypes:               append([]string(nil), c.GrantTypes...),
-		ResponseTypes:            []string{string(oauth.ResponseCode)},
+		ResponseTypes:            responseTypes(c.GrantTypes),
 		LogoURI:                  c.LogoURI,
 		LaunchURI:                c.LaunchURI,
 		IDTokenSignedResponseAlg: c.IDTokenSignedResponseAlg,
 		JWKSURI:                  c.JWKSURI,
+
+		TLSClientAuthSubjectDN:             c.TLSClientAuthSubjectDN,
+		DPoPBoundAccessTokens:              c.DPoPBoundAccessTokens,
+		RequirePushedAuthorizationRequests: c.RequirePAR,
 	}
 	if len(c.JWKS) > 0 {
 		m.JWKS = append([]byte(nil), c.JWKS...)
@@ -111,4 +119,13 @@ func NewRegistrationToken(ctx context.Context, store storage.RegistrationTokens,
 		return "", fmt.Errorf("clientreg: create registration token: %w", err)
 	}
 	return tok, nil
+}
+
+// responseTypes is ["code"] for clients with the authorization_code grant
+// (or the default grant types), none for client_credentials-only clients.
+func responseTypes(grants []string) []string {
+	if len(grants) == 0 || slices.Contains(grants, string(oauth.GrantAuthorizationCode)) {
+		return []string{string(oauth.ResponseCode)}
+	}
+	return nil
 }

@@ -169,3 +169,35 @@ func TestNewRegistrationToken(t *testing.T) {
 		}
 	}
 }
+
+func TestBuildBackendClient(t *testing.T) {
+	m := valid()
+	backend(&m)
+	m.DPoPBoundAccessTokens = true
+	m.RequirePushedAuthorizationRequests = true
+	c, plain, err := Build(m, time.Unix(1_800_000_000, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain != "" || c.SecretHash != nil {
+		t.Fatal("a private_key_jwt client got a secret")
+	}
+	if !c.DPoPBoundAccessTokens || !c.RequirePAR || len(c.JWKS) == 0 || c.AuthMethod != "private_key_jwt" {
+		t.Fatalf("client %+v", c)
+	}
+	back := FromClient(c)
+	if !back.DPoPBoundAccessTokens || !back.RequirePushedAuthorizationRequests || back.ResponseTypes != nil ||
+		len(back.GrantTypes) != 1 || back.GrantTypes[0] != "client_credentials" {
+		t.Fatalf("metadata %+v", back)
+	}
+	m = valid()
+	m.TokenEndpointAuthMethod = "tls_client_auth"
+	m.TLSClientAuthSubjectDN = " CN=app,O=Example "
+	c, plain, err = Build(m, time.Unix(1_800_000_000, 0))
+	if err != nil || plain != "" || c.TLSClientAuthSubjectDN != "CN=app,O=Example" {
+		t.Fatalf("tls client %+v %q %v", c, plain, err)
+	}
+	if FromClient(c).TLSClientAuthSubjectDN != "CN=app,O=Example" {
+		t.Fatal("subject DN lost")
+	}
+}

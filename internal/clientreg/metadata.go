@@ -13,6 +13,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/fhirgate/fhirgate/internal/clientauth"
+	"github.com/fhirgate/fhirgate/internal/jwksfetch"
 	"github.com/fhirgate/fhirgate/internal/oauth"
 	"github.com/fhirgate/fhirgate/internal/scope"
 )
@@ -47,6 +49,13 @@ type Metadata struct {
 	IDTokenSignedResponseAlg string
 	JWKS                     json.RawMessage
 	JWKSURI                  string
+	// TLSClientAuthSubjectDN is the expected certificate subject for
+	// tls_client_auth (RFC 8705 §2.1.2).
+	TLSClientAuthSubjectDN string
+	// DPoPBoundAccessTokens: the client always gets DPoP-bound tokens (RFC 9449 §5.2).
+	DPoPBoundAccessTokens bool
+	// RequirePushedAuthorizationRequests: /authorize only with a PAR request_uri (RFC 9126 §6).
+	RequirePushedAuthorizationRequests bool
 }
 
 // metadataError returns an invalid_client_metadata error.
@@ -55,12 +64,18 @@ func metadataError(format string, args ...any) error {
 }
 
 // Validate checks m and returns it normalised, with defaults filled in:
-// client_name "Unnamed app", response_types ["code"], grant_types
-// ["authorization_code"], token_endpoint_auth_method client_secret_basic
-// (RFC 7591 §2; pass "none" for a public client), id_token_signed_response_alg
-// RS256, and the scope in canonical form. On failure it returns an
-// *oauth.Error with code invalid_redirect_uri or invalid_client_metadata whose
-// description names the rule broken.
+// client_name "Unnamed app", grant_types ["authorization_code"],
+// response_types ["code"] (none for a client_credentials-only client),
+// token_endpoint_auth_method client_secret_basic (RFC 7591 §2; pass "none"
+// for a public client), id_token_signed_response_alg RS256, and the scope in
+// canonical form. On failure it returns an *oauth.Error with code
+// invalid_redirect_uri or invalid_client_metadata whose description names the
+// rule broken.
+//
+// Confidential-client rules: client_credentials (SMART Backend Services) and
+// system/ scopes need a confidential client and go together; private_key_jwt
+// and self_signed_tls_client_auth need jwks or jwks_uri; tls_client_auth
+// needs tls_client_auth_subject_dn.
 func Validate(m Metadata) (Metadata, error) {
 	var out Metadata
 	var err error
@@ -68,10 +83,11 @@ func Validate(m Metadata) (Metadata, error) {
 	if out.ClientName, err = validateName(m.ClientName); err != nil {
 		return Metadata{}, err
 	}
-	if out.ResponseTypes, err = validateResponseTypes(m.ResponseTypes); err != nil {
+	if out.GrantTypes, err = validateGrantTypes(m.GrantTypes); err != nil {
 		return Metadata{}, err
 	}
-	if out.GrantTypes, err = validateGrantTypes(m.GrantTypes); err != nil {
+	authCode := slices.Contains(out.GrantTypes, string(oauth.GrantAuthorizationCode))
+	if out.ResponseTypes, err = validateResponseTypes(m.ResponseTypes, authCode); err != nil {
 		return Metadata{}, err
 	}
 	if out.TokenEndpointAuthMethod, err = validateAuthMethod(m.TokenEndpointAuthMethod); err != nil {
@@ -83,7 +99,7 @@ func Validate(m Metadata) (Metadata, error) {
 	if out.IDTokenSignedResponseAlg, err = validateAlg(m.IDTokenSignedResponseAlg); err != nil {
 		return Metadata{}, err
 	}
-	if out.RedirectURIs, err = validateRedirectURIs(m.RedirectURIs, slices.Contains(out.GrantTypes, string(oauth.GrantAuthorizationCode))); err != nil {
+	if out.RedirectURIs, err = validateRedirectURIs(m.RedirectURIs, authCode); err != nil {
 		return Metadata{}, err
 	}
 	if m.LogoURI != "" {
@@ -101,7 +117,57 @@ func Validate(m Metadata) (Metadata, error) {
 	if out.JWKS, out.JWKSURI, err = validateKeys(m.JWKS, m.JWKSURI); err != nil {
 		return Metadata{}, err
 	}
+	out.TLSClientAuthSubjectDN = strings.TrimSpace(m.TLSClientAuthSubjectDN)
+	out.DPoPBoundAccessTokens = m.DPoPBoundAccessTokens
+	out.RequirePushedAuthorizationRequests = m.RequirePushedAuthorizationRequests
+	if err := validateConfidential(out); err != nil {
+		return Metadata{}, err
+	}
 	return out, nil
+}
+
+// validateConfidential applies the rules tying auth methods, keys, grant
+// types and system/ scopes together.
+func validateConfidential(m Metadata) error {
+	method := oauth.AuthMethod(m.TokenEndpointAuthMethod)
+	backend := slices.Contains(m.GrantTypes, string(oauth.GrantClientCredentials))
+	set, _, _ := scope.ParseSet(m.Scope)
+	system := false
+	for _, s := range set {
+		if s.Kind == scope.Resource && s.Context == scope.System {
+			system = true
+		}
+	}
+	hasKeys := len(m.JWKS) > 0 || m.JWKSURI != ""
+	switch {
+	case backend && method == oauth.AuthNone:
+		return metadataError("grant type client_credentials needs a confidential client (token_endpoint_auth_method private_key_jwt recommended)")
+	case system && method == oauth.AuthNone:
+		return metadataError("system/ scopes need a confidential client")
+	case system && !backend:
+		return metadataError("system/ scopes are granted only with the client_credentials grant: add it to grant_types")
+	case backend && !system:
+		return metadataError("a client_credentials client needs at least one system/ scope")
+	case method == oauth.AuthPrivateKeyJWT && !hasKeys:
+		return metadataError("private_key_jwt needs the client's public keys: jwks or jwks_uri")
+	case method == oauth.AuthSelfSignedTLSClientAuth && !hasKeys:
+		return metadataError("self_signed_tls_client_auth needs the client's certificate keys: jwks (with x5c or keys) or jwks_uri")
+	case method == oauth.AuthTLSClientAuth && m.TLSClientAuthSubjectDN == "":
+		return metadataError("tls_client_auth needs tls_client_auth_subject_dn")
+	case method != oauth.AuthTLSClientAuth && m.TLSClientAuthSubjectDN != "":
+		return metadataError("tls_client_auth_subject_dn is only for token_endpoint_auth_method tls_client_auth")
+	}
+	if m.TLSClientAuthSubjectDN != "" {
+		if len(m.TLSClientAuthSubjectDN) > 1024 || !clientauth.SameDN(m.TLSClientAuthSubjectDN, m.TLSClientAuthSubjectDN) {
+			return metadataError("tls_client_auth_subject_dn must be a distinguished name in RFC 4514 form, e.g. \"CN=backend,O=Example,C=US\"")
+		}
+	}
+	if len(m.JWKS) > 0 {
+		if _, err := jwksfetch.ParseSet(m.JWKS); err != nil {
+			return metadataError("jwks must hold usable public signing keys (RSA of at least 2048 bits or EC)")
+		}
+	}
+	return nil
 }
 
 func validateName(name string) (string, error) {
@@ -124,9 +190,15 @@ func validateName(name string) (string, error) {
 	return name, nil
 }
 
-func validateResponseTypes(types []string) ([]string, error) {
+func validateResponseTypes(types []string, authCode bool) ([]string, error) {
 	if len(types) == 0 {
+		if !authCode {
+			return nil, nil
+		}
 		return []string{string(oauth.ResponseCode)}, nil
+	}
+	if !authCode {
+		return nil, metadataError("response_types must be empty without the authorization_code grant")
 	}
 	for _, t := range types {
 		if oauth.ResponseType(t) != oauth.ResponseCode {
@@ -146,21 +218,22 @@ func validateGrantTypes(types []string) ([]string, error) {
 	var out []string
 	for _, t := range types {
 		switch oauth.GrantType(t) {
-		case oauth.GrantAuthorizationCode, oauth.GrantRefreshToken:
+		case oauth.GrantAuthorizationCode, oauth.GrantRefreshToken, oauth.GrantClientCredentials:
 			if !slices.Contains(out, t) {
 				out = append(out, t)
 			}
-		case oauth.GrantClientCredentials:
-			return nil, metadataError("grant type client_credentials is not supported yet (backend services come later)")
 		case "password", "implicit":
 			return nil, metadataError("grant type %s is never offered (RFC 9700 §2.4, §2.1.2)", t)
 		default:
-			return nil, metadataError("unsupported grant type %q: use authorization_code and refresh_token", truncate(t))
+			return nil, metadataError("unsupported grant type %q: use authorization_code, refresh_token or client_credentials", truncate(t))
 		}
 	}
-	// response_types ["code"] requires the authorization_code grant (RFC 7591 §2.1).
-	if !slices.Contains(out, string(oauth.GrantAuthorizationCode)) {
-		return nil, metadataError("grant_types must include authorization_code, which response type code requires (RFC 7591 §2.1)")
+	authCode := slices.Contains(out, string(oauth.GrantAuthorizationCode))
+	if !authCode && !slices.Contains(out, string(oauth.GrantClientCredentials)) {
+		return nil, metadataError("grant_types must include authorization_code or client_credentials")
+	}
+	if !authCode && slices.Contains(out, string(oauth.GrantRefreshToken)) {
+		return nil, metadataError("refresh_token needs the authorization_code grant (client_credentials gets no refresh token)")
 	}
 	// Keep a stable order: authorization_code first.
 	slices.SortFunc(out, func(a, b string) int { return grantRank(a) - grantRank(b) })
@@ -168,10 +241,13 @@ func validateGrantTypes(types []string) ([]string, error) {
 }
 
 func grantRank(g string) int {
-	if oauth.GrantType(g) == oauth.GrantAuthorizationCode {
+	switch oauth.GrantType(g) {
+	case oauth.GrantAuthorizationCode:
 		return 0
+	case oauth.GrantRefreshToken:
+		return 1
 	}
-	return 1
+	return 2
 }
 
 func validateAuthMethod(raw string) (string, error) {
@@ -180,14 +256,10 @@ func validateAuthMethod(raw string) (string, error) {
 	}
 	m, ok := oauth.ParseAuthMethod(raw)
 	if !ok {
-		return "", metadataError("unknown token_endpoint_auth_method %q: use none, client_secret_basic or client_secret_post", truncate(raw))
+		return "", metadataError("unknown token_endpoint_auth_method %q: use none, client_secret_basic, client_secret_post, "+
+			"private_key_jwt, tls_client_auth or self_signed_tls_client_auth", truncate(raw))
 	}
-	switch m {
-	case oauth.AuthNone, oauth.AuthClientSecretBasic, oauth.AuthClientSecretPost:
-		return string(m), nil
-	default:
-		return "", metadataError("token_endpoint_auth_method %s is not supported yet: use none, client_secret_basic or client_secret_post", m)
-	}
+	return string(m), nil
 }
 
 func validateScope(raw string) (string, error) {
@@ -210,11 +282,6 @@ func validateScope(raw string) (string, error) {
 	}
 	if len(unknown) > 0 {
 		return "", metadataError("scope contains unsupported scopes: %s", truncate(strings.Join(unknown, " ")))
-	}
-	for _, s := range set {
-		if s.Kind == scope.Resource && s.Context == scope.System {
-			return "", metadataError("system/ scopes are not supported yet (backend services come later): %s", truncate(s.String()))
-		}
 	}
 	return set.String(), nil
 }

@@ -1,11 +1,16 @@
 package clientreg
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/go-jose/go-jose/v4"
 
 	"github.com/fhirgate/fhirgate/internal/oauth"
 )
@@ -16,6 +21,29 @@ func valid() Metadata {
 		RedirectURIs: []string{"https://app.example.com/cb"},
 		Scope:        "openid fhirUser launch/patient offline_access patient/*.rs",
 	}
+}
+
+// backend turns m into a SMART Backend Services client.
+func backend(m *Metadata) {
+	m.GrantTypes = []string{"client_credentials"}
+	m.RedirectURIs = nil
+	m.Scope = "system/Patient.rs system/Observation.rs"
+	m.TokenEndpointAuthMethod = "private_key_jwt"
+	m.JWKS = backendJWKS
+}
+
+var backendJWKS = func() json.RawMessage {
+	k, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	b, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &k.PublicKey, KeyID: "k1", Algorithm: "ES384"}}})
+	return b
+}()
+
+func ecJWKS(t *testing.T) json.RawMessage {
+	t.Helper()
+	return backendJWKS
 }
 
 func TestValidateDefaults(t *testing.T) {
@@ -86,22 +114,51 @@ func TestValidateRules(t *testing.T) {
 		{"response type code id_token", func(m *Metadata) { m.ResponseTypes = []string{"code id_token"} }, false, oauth.InvalidClientMetadata, "response_types"},
 		{"response types code and token", func(m *Metadata) { m.ResponseTypes = []string{"code", "token"} }, false, oauth.InvalidClientMetadata, "response_types"},
 		{"response type code", func(m *Metadata) { m.ResponseTypes = []string{"code"} }, true, "", ""},
-		{"grant client_credentials", func(m *Metadata) { m.GrantTypes = []string{"client_credentials"} }, false, oauth.InvalidClientMetadata, "not supported yet"},
+		{"grant client_credentials without system scope", func(m *Metadata) { m.GrantTypes = []string{"client_credentials"} }, false, oauth.InvalidClientMetadata, "system/"},
+		{"backend ok", backend, true, "", ""},
+		{"backend with code grant too", func(m *Metadata) {
+			backend(m)
+			m.GrantTypes = []string{"client_credentials", "authorization_code"}
+			m.RedirectURIs = []string{"https://a.example/cb"}
+			m.Scope = "openid patient/*.rs system/*.rs"
+		}, true, "", ""},
+		{"backend public", func(m *Metadata) { backend(m); m.TokenEndpointAuthMethod = "none" }, false, oauth.InvalidClientMetadata, "confidential"},
+		{"backend response type code", func(m *Metadata) { backend(m); m.ResponseTypes = []string{"code"} }, false, oauth.InvalidClientMetadata, "response_types"},
+		{"backend refresh", func(m *Metadata) { backend(m); m.GrantTypes = []string{"client_credentials", "refresh_token"} }, false, oauth.InvalidClientMetadata, "refresh_token"},
+		{"system scope for public", func(m *Metadata) { m.TokenEndpointAuthMethod = "none"; m.Scope = "system/*.rs" }, false, oauth.InvalidClientMetadata, "confidential"},
+		{"backend secret", func(m *Metadata) { backend(m); m.TokenEndpointAuthMethod = "client_secret_basic"; m.JWKS = nil }, true, "", ""},
+		{"backend jwks_uri", func(m *Metadata) { backend(m); m.JWKS = nil; m.JWKSURI = "https://app.example.com/jwks" }, true, "", ""},
+		{"dpop and par flags", func(m *Metadata) { m.DPoPBoundAccessTokens = true; m.RequirePushedAuthorizationRequests = true }, true, "", ""},
 		{"grant password", func(m *Metadata) { m.GrantTypes = []string{"authorization_code", "password"} }, false, oauth.InvalidClientMetadata, "never"},
 		{"grant implicit", func(m *Metadata) { m.GrantTypes = []string{"implicit"} }, false, oauth.InvalidClientMetadata, "never"},
 		{"grant unknown", func(m *Metadata) { m.GrantTypes = []string{"urn:x"} }, false, oauth.InvalidClientMetadata, "unsupported"},
 		{"refresh without code", func(m *Metadata) { m.GrantTypes = []string{"refresh_token"} }, false, oauth.InvalidClientMetadata, "authorization_code"},
 		{"auth none", func(m *Metadata) { m.TokenEndpointAuthMethod = "none" }, true, "", ""},
 		{"auth post", func(m *Metadata) { m.TokenEndpointAuthMethod = "client_secret_post" }, true, "", ""},
-		{"auth private_key_jwt", func(m *Metadata) { m.TokenEndpointAuthMethod = "private_key_jwt" }, false, oauth.InvalidClientMetadata, "not supported yet"},
-		{"auth tls_client_auth", func(m *Metadata) { m.TokenEndpointAuthMethod = "tls_client_auth" }, false, oauth.InvalidClientMetadata, "not supported yet"},
-		{"auth self_signed", func(m *Metadata) { m.TokenEndpointAuthMethod = "self_signed_tls_client_auth" }, false, oauth.InvalidClientMetadata, "not supported yet"},
+		{"auth private_key_jwt without keys", func(m *Metadata) { m.TokenEndpointAuthMethod = "private_key_jwt" }, false, oauth.InvalidClientMetadata, "jwks"},
+		{"auth private_key_jwt", func(m *Metadata) { m.TokenEndpointAuthMethod = "private_key_jwt"; m.JWKS = ecJWKS(t) }, true, "", ""},
+		{"auth tls_client_auth without dn", func(m *Metadata) { m.TokenEndpointAuthMethod = "tls_client_auth" }, false, oauth.InvalidClientMetadata, "tls_client_auth_subject_dn"},
+		{"auth tls_client_auth", func(m *Metadata) {
+			m.TokenEndpointAuthMethod = "tls_client_auth"
+			m.TLSClientAuthSubjectDN = "CN=app,O=Example"
+		}, true, "", ""},
+		{"auth tls_client_auth bad dn", func(m *Metadata) {
+			m.TokenEndpointAuthMethod = "tls_client_auth"
+			m.TLSClientAuthSubjectDN = "not a dn"
+		}, false, oauth.InvalidClientMetadata, "distinguished name"},
+		{"dn with another method", func(m *Metadata) { m.TLSClientAuthSubjectDN = "CN=app" }, false, oauth.InvalidClientMetadata, "tls_client_auth_subject_dn"},
+		{"auth self_signed without keys", func(m *Metadata) { m.TokenEndpointAuthMethod = "self_signed_tls_client_auth" }, false, oauth.InvalidClientMetadata, "jwks"},
+		{"auth self_signed", func(m *Metadata) { m.TokenEndpointAuthMethod = "self_signed_tls_client_auth"; m.JWKS = ecJWKS(t) }, true, "", ""},
+		{"jwks bogus key", func(m *Metadata) {
+			m.TokenEndpointAuthMethod = "private_key_jwt"
+			m.JWKS = json.RawMessage(`{"keys":[{"kty":"EC","crv":"P-256","x":"a","y":"b"}]}`)
+		}, false, oauth.InvalidClientMetadata, "usable"},
 		{"auth client_secret_jwt", func(m *Metadata) { m.TokenEndpointAuthMethod = "client_secret_jwt" }, false, oauth.InvalidClientMetadata, "unknown"},
 		{"scope missing", func(m *Metadata) { m.Scope = "" }, false, oauth.InvalidClientMetadata, "required"},
 		{"scope malformed", func(m *Metadata) { m.Scope = "openid patient/Observation.foo" }, false, oauth.InvalidClientMetadata, "malformed"},
 		{"scope bad char", func(m *Metadata) { m.Scope = "patient/Obs\"x.rs" }, false, oauth.InvalidClientMetadata, "malformed"},
 		{"scope unknown", func(m *Metadata) { m.Scope = "openid bogus" }, false, oauth.InvalidClientMetadata, "bogus"},
-		{"scope system v2", func(m *Metadata) { m.Scope = "openid system/*.rs" }, false, oauth.InvalidClientMetadata, "system/"},
+		{"scope system v2 without client_credentials", func(m *Metadata) { m.Scope = "openid system/*.rs" }, false, oauth.InvalidClientMetadata, "client_credentials"},
 		{"scope system v1", func(m *Metadata) { m.Scope = "system/Patient.read" }, false, oauth.InvalidClientMetadata, "system/"},
 		{"scope user v1", func(m *Metadata) { m.Scope = "user/*.read launch" }, true, "", ""},
 		{"scope too long", func(m *Metadata) { m.Scope = strings.Repeat("openid ", 700) }, false, oauth.InvalidClientMetadata, "longer"},
@@ -127,7 +184,7 @@ func TestValidateRules(t *testing.T) {
 		{"name newline", func(m *Metadata) { m.ClientName = "App\nEvil" }, false, oauth.InvalidClientMetadata, "control"},
 		{"name bidi", func(m *Metadata) { m.ClientName = "App\u202eevil" }, false, oauth.InvalidClientMetadata, "bidirectional"},
 		{"name invalid utf8", func(m *Metadata) { m.ClientName = "App\xff" }, false, oauth.InvalidClientMetadata, "UTF-8"},
-		{"jwks ok", func(m *Metadata) { m.JWKS = json.RawMessage(`{"keys":[{"kty":"EC","crv":"P-256","x":"a","y":"b"}]}`) }, true, "", ""},
+		{"jwks ok", func(m *Metadata) { m.JWKS = ecJWKS(t) }, true, "", ""},
 		{"jwks not a set", func(m *Metadata) { m.JWKS = json.RawMessage(`[1,2]`) }, false, oauth.InvalidClientMetadata, "keys"},
 		{"jwks private", func(m *Metadata) { m.JWKS = json.RawMessage(`{"keys":[{"kty":"EC","d":"x"}]}`) }, false, oauth.InvalidClientMetadata, "public"},
 		{"jwks symmetric", func(m *Metadata) { m.JWKS = json.RawMessage(`{"keys":[{"kty":"oct","k":"x"}]}`) }, false, oauth.InvalidClientMetadata, "public"},
