@@ -2,7 +2,7 @@ package sqlsink
 
 import (
 	"context"
-	"fmt"
+	"database/sql"
 	"path/filepath"
 	"testing"
 	"time"
@@ -10,8 +10,6 @@ import (
 	"github.com/fhirgate/fhirgate/internal/audit/audittest"
 	"github.com/fhirgate/fhirgate/internal/audit/chain"
 	"github.com/fhirgate/fhirgate/internal/audit/trail"
-	"github.com/fhirgate/fhirgate/internal/storage"
-	storesqlite "github.com/fhirgate/fhirgate/internal/storage/sqlite"
 )
 
 func openSQLite(t *testing.T, path string) *SQLite {
@@ -64,12 +62,16 @@ func TestSQLiteOpenTwiceIsIdempotent(t *testing.T) {
 func TestSQLiteBesideMainStore(t *testing.T) {
 	ctx := context.Background()
 	p := filepath.Join(t.TempDir(), "fhirgate.db")
-	st, err := storesqlite.Open(ctx, p)
+	// The main store's own connection: WAL, synchronous NORMAL, its own table.
+	s := openSQLite(t, p)
+	st, err := sql.Open("sqlite", "file:"+p+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	s := openSQLite(t, p)
+	if _, err := st.Exec("CREATE TABLE clients (id INTEGER PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
 	defer s.Close()
 	tr, err := trail.New(ctx, trail.Options{Sink: s, Node: "n1"})
 	if err != nil {
@@ -79,7 +81,7 @@ func TestSQLiteBesideMainStore(t *testing.T) {
 		if err := tr.Record(ctx, audittest.SampleEvent(i, time.Now())); err != nil {
 			t.Fatal(err)
 		}
-		if err := st.CreateClient(ctx, &storage.Client{ID: fmt.Sprintf("c%d", i), CreatedAt: time.Now()}); err != nil {
+		if _, err := st.Exec("INSERT INTO clients (id) VALUES (?)", i); err != nil {
 			t.Fatal(err)
 		}
 	}
