@@ -52,6 +52,11 @@ type Options struct {
 	Auditor            audit.Auditor
 	Logger             *slog.Logger
 	Now                func() time.Time
+	// AllowBackendClients lets dynamic registration create SMART Backend
+	// Services clients (client_credentials with system/ scopes, which act
+	// without any user's consent). Off by default: such clients are then made
+	// with the CLI only.
+	AllowBackendClients bool
 }
 
 // Handler serves /register and /register/{client_id}.
@@ -62,6 +67,7 @@ type Handler struct {
 	auditor audit.Auditor
 	logger  *slog.Logger
 	now     func() time.Time
+	backend bool
 }
 
 // New validates opts and fills defaults (slog.Default, time.Now).
@@ -83,6 +89,7 @@ func New(opts Options) (*Handler, error) {
 		auditor: opts.Auditor,
 		logger:  opts.Logger,
 		now:     opts.Now,
+		backend: opts.AllowBackendClients,
 	}
 	if h.logger == nil {
 		h.logger = slog.Default()
@@ -110,6 +117,9 @@ type request struct {
 	IDTokenSignedResponseAlg string          `json:"id_token_signed_response_alg"`
 	LaunchURI                string          `json:"launch_uri"` // fhirgate extension: the SMART EHR launch URL
 	SoftwareStatement        string          `json:"software_statement"`
+	TLSClientAuthSubjectDN   string          `json:"tls_client_auth_subject_dn"`
+	DPoPBoundAccessTokens    bool            `json:"dpop_bound_access_tokens"`
+	RequirePAR               bool            `json:"require_pushed_authorization_requests"`
 }
 
 func (r *request) metadata() clientreg.Metadata {
@@ -125,7 +135,26 @@ func (r *request) metadata() clientreg.Metadata {
 		IDTokenSignedResponseAlg: r.IDTokenSignedResponseAlg,
 		JWKS:                     r.JWKS,
 		JWKSURI:                  r.JWKSURI,
+
+		TLSClientAuthSubjectDN:             r.TLSClientAuthSubjectDN,
+		DPoPBoundAccessTokens:              r.DPoPBoundAccessTokens,
+		RequirePushedAuthorizationRequests: r.RequirePAR,
 	}
+}
+
+// checkBackend refuses client_credentials unless backend clients may
+// register dynamically.
+func (h *Handler) checkBackend(m clientreg.Metadata) error {
+	if h.backend {
+		return nil
+	}
+	for _, g := range m.GrantTypes {
+		if oauth.GrantType(g) == oauth.GrantClientCredentials {
+			return oauth.Errorf(oauth.InvalidClientMetadata,
+				"backend services clients (client_credentials) cannot register dynamically on this server; ask an administrator")
+		}
+	}
+	return nil
 }
 
 // response is the client information response (RFC 7591 §3.2.1, RFC 7592 §3).
@@ -147,6 +176,9 @@ type response struct {
 	LaunchURI                string          `json:"launch_uri,omitempty"`
 	JWKSURI                  string          `json:"jwks_uri,omitempty"`
 	JWKS                     json.RawMessage `json:"jwks,omitempty"`
+	TLSClientAuthSubjectDN   string          `json:"tls_client_auth_subject_dn,omitempty"`
+	DPoPBoundAccessTokens    bool            `json:"dpop_bound_access_tokens,omitempty"`
+	RequirePAR               bool            `json:"require_pushed_authorization_requests,omitempty"`
 }
 
 // caller describes who sent the request, for the audit trail.
@@ -186,6 +218,9 @@ func (h *Handler) info(c *storage.Client, clientSecret, regToken string) *respon
 		LaunchURI:                m.LaunchURI,
 		JWKSURI:                  m.JWKSURI,
 		JWKS:                     m.JWKS,
+		TLSClientAuthSubjectDN:   m.TLSClientAuthSubjectDN,
+		DPoPBoundAccessTokens:    m.DPoPBoundAccessTokens,
+		RequirePAR:               m.RequirePushedAuthorizationRequests,
 	}
 	if r.RedirectURIs == nil {
 		r.RedirectURIs = []string{}
@@ -219,6 +254,9 @@ func (h *Handler) register(ctx context.Context, initialToken string, req *reques
 	}
 	if req.ClientID != "" || req.ClientSecret != "" {
 		return nil, h.refuse(ctx, "", who, oauth.Errorf(oauth.InvalidClientMetadata, "client_id and client_secret are assigned by the server"))
+	}
+	if err := h.checkBackend(req.metadata()); err != nil {
+		return nil, h.refuse(ctx, "", who, err)
 	}
 	c, clientSecret, err := clientreg.Build(req.metadata(), now)
 	if err != nil {
@@ -308,6 +346,9 @@ func (h *Handler) update(ctx context.Context, id, regToken string, req *request,
 		}
 		if req.SoftwareStatement != "" {
 			return "", oauth.Errorf(oauth.InvalidClientMetadata, "software statements are not supported")
+		}
+		if err := h.checkBackend(req.metadata()); err != nil {
+			return "", err
 		}
 		v, err := clientreg.Validate(req.metadata())
 		if err != nil {
