@@ -12,9 +12,11 @@ const MaxFieldLen = 1024
 // credential matches things that look like credentials inside free text: a
 // JWT or JWS (three base64url parts starting with eyJ), an Authorization
 // scheme with its value, and name=value pairs for common secret parameters.
-var credential = regexp.MustCompile(`eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*` +
-	`|(?i)\b(?:bearer|dpop|basic)\s+[A-Za-z0-9._~+/=-]{8,}` +
-	`|(?i)\b(access_token|refresh_token|id_token|client_secret|password|code|assertion|client_assertion|code_verifier)=[^&\s"]+`)
+var (
+	credential = regexp.MustCompile(`eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*` +
+		`|(?i)\b(?:bearer|dpop|basic)\s+[A-Za-z0-9._~+/=-]{8,}`)
+	secretParam = regexp.MustCompile(`(?i)\b(access_token|refresh_token|id_token|client_secret|password|code|assertion|client_assertion|code_verifier)=[^&\s"]+`)
+)
 
 // Redact returns e with credential-looking text in its free-text fields
 // replaced by "[redacted]", control characters replaced by spaces and every
@@ -38,12 +40,8 @@ func clean(s string) string {
 	if s == "" {
 		return s
 	}
-	s = credential.ReplaceAllStringFunc(s, func(m string) string {
-		if name, _, ok := strings.Cut(m, "="); ok && !strings.HasPrefix(m, "eyJ") {
-			return name + "=[redacted]"
-		}
-		return "[redacted]"
-	})
+	s = secretParam.ReplaceAllString(s, "$1=[redacted]")
+	s = credential.ReplaceAllString(s, "[redacted]")
 	s = strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f {
 			return ' '
