@@ -30,6 +30,9 @@ const (
 	PathSMARTConfig  = "/.well-known/smart-configuration"
 	PathOpenIDConfig = "/.well-known/openid-configuration"
 	PathOAuthMeta    = "/.well-known/oauth-authorization-server"
+	PathPAR          = "/par"
+	PathRevoke       = "/revoke"
+	PathIntrospect   = "/introspect"
 )
 
 // ErrConfig reports bad Options.
@@ -56,9 +59,58 @@ type Options struct {
 	// ClaimsSupported (OIDC) defaults to DefaultClaims().
 	ClaimsSupported []string
 	// Style is the SMART style document; zero means DefaultStyle().
-	Style  Style
+	Style Style
+
+	// Optional features, advertised only when switched on (every document
+	// says the same, since client libraries read only one of them).
+
+	// PrivateKeyJWT: private_key_jwt client authentication works; adds the
+	// method, its signing algorithms and (with default capabilities)
+	// client-confidential-asymmetric.
+	PrivateKeyJWT bool
+	// AssertionAlgs are the client assertion algorithms; DefaultAssertionAlgs when nil.
+	AssertionAlgs []string
+	// ClientCredentials: SMART Backend Services (client_credentials with
+	// system/ scopes; the default scope list gains system/ scopes).
+	ClientCredentials bool
+	// PAR: /par is served. RequirePAR: every authorization request must be pushed.
+	PAR        bool
+	RequirePAR bool
+	// MTLSIssuer is the base URL of the mTLS listener, when one is
+	// configured: adds tls_client_auth and self_signed_tls_client_auth,
+	// mtls_endpoint_aliases and certificate-bound access tokens.
+	MTLSIssuer string
+	// DPoPAlgs are the DPoP proof algorithms accepted; nil means DPoP is off.
+	DPoPAlgs []string
+	// Revocation and Introspection: /revoke and /introspect are served.
+	Revocation    bool
+	Introspection bool
+
 	Logger *slog.Logger
 	Now    func() time.Time
+}
+
+// DefaultAssertionAlgs are the client assertion algorithms advertised
+// (clientauth.AssertionAlgs, strongest SMART-required ones first).
+func DefaultAssertionAlgs() []string {
+	return []string{"RS384", "ES384", "RS256", "ES256", "PS384", "PS256", "RS512", "ES512", "PS512"}
+}
+
+// Extensions is the metadata shared by all three documents for PAR, DPoP,
+// mTLS, asymmetric client authentication, revocation and introspection
+// (RFC 9126 §5, RFC 9449 §5.1, RFC 8705 §3.3 and §5, RFC 8414 §2). Its
+// fields are inlined in each document.
+type Extensions struct {
+	TokenEndpointAuthSigningAlgValuesSupported []string          `json:"token_endpoint_auth_signing_alg_values_supported,omitempty"`
+	PushedAuthorizationRequestEndpoint         string            `json:"pushed_authorization_request_endpoint,omitempty"`
+	RequirePushedAuthorizationRequests         bool              `json:"require_pushed_authorization_requests"`
+	DPoPSigningAlgValuesSupported              []string          `json:"dpop_signing_alg_values_supported,omitempty"`
+	TLSClientCertificateBoundAccessTokens      bool              `json:"tls_client_certificate_bound_access_tokens,omitempty"`
+	MTLSEndpointAliases                        map[string]string `json:"mtls_endpoint_aliases,omitempty"`
+	RevocationEndpoint                         string            `json:"revocation_endpoint,omitempty"`
+	RevocationEndpointAuthMethodsSupported     []string          `json:"revocation_endpoint_auth_methods_supported,omitempty"`
+	IntrospectionEndpoint                      string            `json:"introspection_endpoint,omitempty"`
+	IntrospectionEndpointAuthMethodsSupported  []string          `json:"introspection_endpoint_auth_methods_supported,omitempty"`
 }
 
 // DefaultCapabilities is the honest SMART capability list of this release:
@@ -174,6 +226,7 @@ type SMARTConfiguration struct {
 	Capabilities                      []string `json:"capabilities"`
 	CodeChallengeMethodsSupported     []string `json:"code_challenge_methods_supported"`
 	AuthorizationResponseISSSupported bool     `json:"authorization_response_iss_parameter_supported"`
+	Extensions
 }
 
 // OpenIDConfiguration is the OpenID Connect Discovery 1.0 provider metadata.
@@ -197,6 +250,7 @@ type OpenIDConfiguration struct {
 	RequestParameterSupported         bool     `json:"request_parameter_supported"`
 	RequestURIParameterSupported      bool     `json:"request_uri_parameter_supported"`
 	AuthorizationResponseISSSupported bool     `json:"authorization_response_iss_parameter_supported"`
+	Extensions
 }
 
 // ServerMetadata is the RFC 8414 authorization server metadata.
@@ -213,11 +267,31 @@ type ServerMetadata struct {
 	TokenEndpointAuthMethodsSupported []string `json:"token_endpoint_auth_methods_supported"`
 	CodeChallengeMethodsSupported     []string `json:"code_challenge_methods_supported"`
 	AuthorizationResponseISSSupported bool     `json:"authorization_response_iss_parameter_supported"`
+	Extensions
+}
+
+// grantTypes and authMethods are the grant types and client authentication
+// methods the options switch on.
+func grantTypes(o *Options) []string {
+	g := []string{"authorization_code", "refresh_token"}
+	if o.ClientCredentials {
+		g = append(g, "client_credentials")
+	}
+	return g
+}
+
+func authMethods(o *Options) []string {
+	m := []string{"none", "client_secret_basic", "client_secret_post"}
+	if o.PrivateKeyJWT {
+		m = append(m, "private_key_jwt")
+	}
+	if o.MTLSIssuer != "" {
+		m = append(m, "tls_client_auth", "self_signed_tls_client_auth")
+	}
+	return m
 }
 
 // Protocol facts of this release.
-func grantTypes() []string    { return []string{"authorization_code", "refresh_token"} }
-func authMethods() []string   { return []string{"none", "client_secret_basic", "client_secret_post"} }
 func responseTypes() []string { return []string{"code"} }
 func responseModes() []string { return []string{"query"} }
 func pkceMethods() []string   { return []string{"S256"} }
@@ -244,6 +318,9 @@ func buildDocuments(opts *Options) (*documents, error) {
 	caps := opts.Capabilities
 	if caps == nil {
 		caps = DefaultCapabilities()
+		if opts.PrivateKeyJWT {
+			caps = append(caps, "client-confidential-asymmetric")
+		}
 	}
 	if err := checkList("Capabilities", caps); err != nil {
 		return nil, err
@@ -251,6 +328,13 @@ func buildDocuments(opts *Options) (*documents, error) {
 	scopes := opts.ScopesSupported
 	if scopes == nil {
 		scopes = DefaultScopes()
+		if opts.ClientCredentials {
+			scopes = append(scopes, "system/*.rs", "system/*.cruds", "system/*.read", "system/*.write")
+		}
+	}
+	ext, err := buildExtensions(opts, ep)
+	if err != nil {
+		return nil, err
 	}
 	if err := checkList("ScopesSupported", scopes); err != nil {
 		return nil, err
@@ -275,13 +359,14 @@ func buildDocuments(opts *Options) (*documents, error) {
 		TokenEndpoint:                     ep.Token,
 		UserinfoEndpoint:                  ep.Userinfo,
 		RegistrationEndpoint:              ep.Registration,
-		GrantTypesSupported:               grantTypes(),
-		TokenEndpointAuthMethodsSupported: authMethods(),
+		GrantTypesSupported:               grantTypes(opts),
+		TokenEndpointAuthMethodsSupported: authMethods(opts),
 		ScopesSupported:                   slices.Clone(scopes),
 		ResponseTypesSupported:            responseTypes(),
 		Capabilities:                      slices.Clone(caps),
 		CodeChallengeMethodsSupported:     pkceMethods(),
 		AuthorizationResponseISSSupported: true,
+		Extensions:                        ext.clone(),
 	}
 	d.openid = OpenIDConfiguration{
 		Issuer:                            ep.Issuer,
@@ -293,13 +378,14 @@ func buildDocuments(opts *Options) (*documents, error) {
 		ScopesSupported:                   slices.Clone(scopes),
 		ResponseTypesSupported:            responseTypes(),
 		ResponseModesSupported:            responseModes(),
-		GrantTypesSupported:               grantTypes(),
+		GrantTypesSupported:               grantTypes(opts),
 		SubjectTypesSupported:             []string{"public"},
 		IDTokenSigningAlgValuesSupported:  idTokenAlgs(),
-		TokenEndpointAuthMethodsSupported: authMethods(),
+		TokenEndpointAuthMethodsSupported: authMethods(opts),
 		ClaimsSupported:                   slices.Clone(claims),
 		CodeChallengeMethodsSupported:     pkceMethods(),
 		AuthorizationResponseISSSupported: true,
+		Extensions:                        ext.clone(),
 	}
 	d.oauth = ServerMetadata{
 		Issuer:                            ep.Issuer,
@@ -310,10 +396,11 @@ func buildDocuments(opts *Options) (*documents, error) {
 		ScopesSupported:                   slices.Clone(scopes),
 		ResponseTypesSupported:            responseTypes(),
 		ResponseModesSupported:            responseModes(),
-		GrantTypesSupported:               grantTypes(),
-		TokenEndpointAuthMethodsSupported: authMethods(),
+		GrantTypesSupported:               grantTypes(opts),
+		TokenEndpointAuthMethodsSupported: authMethods(opts),
 		CodeChallengeMethodsSupported:     pkceMethods(),
 		AuthorizationResponseISSSupported: true,
+		Extensions:                        ext.clone(),
 	}
 
 	// Paths. The issuer's own path prefix (if any) is honoured for the OIDC
@@ -414,4 +501,77 @@ func uniq(l []string) []string {
 		}
 	}
 	return out
+}
+
+// buildExtensions fills the shared optional metadata from opts.
+func buildExtensions(opts *Options, ep Endpoints) (Extensions, error) {
+	base := strings.TrimRight(ep.Issuer, "/")
+	var x Extensions
+	if opts.PrivateKeyJWT {
+		x.TokenEndpointAuthSigningAlgValuesSupported = opts.AssertionAlgs
+		if x.TokenEndpointAuthSigningAlgValuesSupported == nil {
+			x.TokenEndpointAuthSigningAlgValuesSupported = DefaultAssertionAlgs()
+		}
+		for _, a := range x.TokenEndpointAuthSigningAlgValuesSupported {
+			if a == "none" || strings.HasPrefix(a, "HS") {
+				return Extensions{}, fmt.Errorf("%w: assertion algorithm %q may not be advertised", ErrConfig, a)
+			}
+		}
+	}
+	if opts.RequirePAR && !opts.PAR {
+		return Extensions{}, fmt.Errorf("%w: RequirePAR without PAR", ErrConfig)
+	}
+	if opts.PAR {
+		x.PushedAuthorizationRequestEndpoint = base + PathPAR
+		x.RequirePushedAuthorizationRequests = opts.RequirePAR
+	}
+	if len(opts.DPoPAlgs) > 0 {
+		if err := checkList("DPoPAlgs", opts.DPoPAlgs); err != nil {
+			return Extensions{}, err
+		}
+		x.DPoPSigningAlgValuesSupported = slices.Clone(opts.DPoPAlgs)
+	}
+	methods := authMethods(opts)
+	if opts.Revocation {
+		x.RevocationEndpoint = base + PathRevoke
+		x.RevocationEndpointAuthMethodsSupported = methods
+	}
+	if opts.Introspection {
+		x.IntrospectionEndpoint = base + PathIntrospect
+		x.IntrospectionEndpointAuthMethodsSupported = slices.DeleteFunc(slices.Clone(methods), func(m string) bool { return m == "none" })
+	}
+	if opts.MTLSIssuer != "" {
+		if _, err := parseHTTPURL(opts.MTLSIssuer); err != nil {
+			return Extensions{}, fmt.Errorf("%w: MTLSIssuer: %w", ErrConfig, err)
+		}
+		m := strings.TrimRight(opts.MTLSIssuer, "/")
+		x.TLSClientCertificateBoundAccessTokens = true
+		x.MTLSEndpointAliases = map[string]string{"token_endpoint": m + PathToken, "userinfo_endpoint": m + PathUserinfo}
+		if opts.PAR {
+			x.MTLSEndpointAliases["pushed_authorization_request_endpoint"] = m + PathPAR
+		}
+		if opts.Revocation {
+			x.MTLSEndpointAliases["revocation_endpoint"] = m + PathRevoke
+		}
+		if opts.Introspection {
+			x.MTLSEndpointAliases["introspection_endpoint"] = m + PathIntrospect
+		}
+	}
+	return x, nil
+}
+
+// clone returns a deep copy, so the documents share no slices or maps.
+func (x Extensions) clone() Extensions {
+	x.TokenEndpointAuthSigningAlgValuesSupported = slices.Clone(x.TokenEndpointAuthSigningAlgValuesSupported)
+	x.DPoPSigningAlgValuesSupported = slices.Clone(x.DPoPSigningAlgValuesSupported)
+	x.RevocationEndpointAuthMethodsSupported = slices.Clone(x.RevocationEndpointAuthMethodsSupported)
+	x.IntrospectionEndpointAuthMethodsSupported = slices.Clone(x.IntrospectionEndpointAuthMethodsSupported)
+	if x.MTLSEndpointAliases != nil {
+		m := make(map[string]string, len(x.MTLSEndpointAliases))
+		for k, v := range x.MTLSEndpointAliases {
+			m[k] = v
+		}
+		x.MTLSEndpointAliases = m
+	}
+	return x
 }
