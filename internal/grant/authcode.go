@@ -71,6 +71,10 @@ func (h *Handler) authorizationCode(ctx context.Context, client *storage.Client,
 	if !s256Matches(verifier, ac.CodeChallenge) {
 		return nil, oauth.Wrap(oauth.InvalidGrant, "code_verifier does not match the code_challenge", ErrPKCEMismatch)
 	}
+	bnd := bindingFrom(ctx)
+	if err := checkCodeBinding(ac, bnd); err != nil {
+		return nil, err
+	}
 	if ac.FamilyID == "" {
 		return nil, oauth.Wrap(oauth.ServerError, "internal error", errors.New("grant: authorization code has no token family"))
 	}
@@ -95,6 +99,7 @@ func (h *Handler) authorizationCode(ctx context.Context, client *storage.Client,
 		CreatedAt: now,
 		ExpiresAt: now.Add(h.opts.RefreshAbsolute),
 	}
+	fam.DPoPJKT, fam.CertThumbprint = familyBinding(client, bnd)
 	if err := h.opts.Tokens.CreateFamily(ctx, fam); errors.Is(err, storage.ErrConflict) {
 		// A concurrent reuse of this code got there first and created the
 		// family revoked.

@@ -60,11 +60,13 @@ func (h *Handler) clientCredentials(ctx context.Context, client *storage.Client,
 		issuer = h.opts.Issuer
 	}
 	grantedStr := granted.String()
+	bnd := bindingFrom(ctx)
 	at, claims, err := issuer.AccessToken(token.AccessClaims{
 		Subject:  client.ID,
 		Audience: h.fhirBase,
 		ClientID: client.ID,
 		Scope:    grantedStr,
+		Cnf:      bnd.cnf(),
 	})
 	if err != nil {
 		return nil, oauth.Wrap(oauth.ServerError, "internal error", err)
@@ -73,7 +75,7 @@ func (h *Handler) clientCredentials(ctx context.Context, client *storage.Client,
 	ev.TokenID = claims.JTI
 	return &result{resp: &Response{
 		AccessToken: at,
-		TokenType:   oauth.TokenTypeBearer,
+		TokenType:   bnd.tokenType(),
 		ExpiresIn:   claims.ExpiresAt - claims.IssuedAt,
 		Scope:       grantedStr,
 	}}, nil

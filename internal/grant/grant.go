@@ -20,6 +20,8 @@ import (
 
 	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/clientauth"
+	"github.com/fhirgate/fhirgate/internal/dpop"
+	"github.com/fhirgate/fhirgate/internal/mtls"
 	"github.com/fhirgate/fhirgate/internal/oauth"
 	"github.com/fhirgate/fhirgate/internal/storage"
 	"github.com/fhirgate/fhirgate/internal/token"
@@ -61,9 +63,22 @@ type Options struct {
 	RefreshIdle time.Duration
 	// RefreshAbsolute is the lifetime of a token family (default 90 days).
 	RefreshAbsolute time.Duration
-	Auditor         audit.Auditor
-	Logger          *slog.Logger
-	Now             func() time.Time
+	// DPoP verifies DPoP proofs (RFC 9449); nil refuses requests carrying one.
+	DPoP *dpop.Verifier
+	// TokenURL is the public /token URL DPoP proofs must name (htu);
+	// IssuerURL + "/token" when empty.
+	TokenURL string
+	// TrustedProxies may pass the client certificate of a TLS connection
+	// they terminated in a header (RFC 8705 behind a front proxy).
+	TrustedProxies mtls.TrustedProxies
+	// RequireBoundConfidential refuses unbound (neither DPoP nor mTLS)
+	// access tokens to confidential clients.
+	RequireBoundConfidential bool
+	// RequireBoundSystem refuses unbound access tokens for client_credentials.
+	RequireBoundSystem bool
+	Auditor            audit.Auditor
+	Logger             *slog.Logger
+	Now                func() time.Time
 }
 
 // Handler serves /token.
@@ -137,6 +152,8 @@ type Request struct {
 	Credentials clientauth.Credentials
 	SourceIP    string
 	UserAgent   string
+	// DPoP is the DPoP proof header, "" when none was sent.
+	DPoP string
 }
 
 // Response is the token response (RFC 6749 §5.1 with the SMART launch
@@ -220,6 +237,11 @@ func (h *Handler) dispatch(ctx context.Context, req Request, ev *audit.Event) (*
 	if gt == "" {
 		return nil, oauth.Errorf(oauth.InvalidRequest, "grant_type missing")
 	}
+	bnd, err := h.bind(ctx, client, req, oauth.GrantType(gt))
+	if err != nil {
+		return nil, err
+	}
+	ctx = withBinding(ctx, bnd)
 	switch oauth.GrantType(gt) {
 	case oauth.GrantAuthorizationCode:
 		if !allowsGrant(client, oauth.GrantAuthorizationCode) {

@@ -1,12 +1,15 @@
 package grant
 
 import (
+	"crypto/x509"
 	"errors"
 	"mime"
 	"net/http"
 
 	"github.com/fhirgate/fhirgate/internal/clientauth"
+	"github.com/fhirgate/fhirgate/internal/dpop"
 	"github.com/fhirgate/fhirgate/internal/httpx"
+	"github.com/fhirgate/fhirgate/internal/mtls"
 	"github.com/fhirgate/fhirgate/internal/oauth"
 )
 
@@ -39,7 +42,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req := Request{SourceIP: httpx.ClientIP(r), UserAgent: r.UserAgent()}
 	fail := func(err error) {
 		h.Refuse(r.Context(), req, err)
-		httpx.WriteOAuthError(w, r, h.opts.Logger, err)
+		h.writeError(w, r, err)
 	}
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/x-www-form-urlencoded" {
@@ -66,10 +69,36 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(err)
 		return
 	}
+	// The client certificate: from the TLS connection, or from a trusted
+	// front proxy's header (never the proxy's own certificate).
+	switch cert, err := mtls.ClientCert(r, h.opts.TrustedProxies); {
+	case err == nil:
+		if h.opts.TrustedProxies.Trusts(r.RemoteAddr) {
+			req.Credentials.ClientCerts = []*x509.Certificate{cert}
+		}
+	case errors.Is(err, mtls.ErrNoCert):
+		req.Credentials.ClientCerts = nil
+	default:
+		fail(oauth.Wrap(oauth.InvalidRequest, "unacceptable client certificate header", err))
+		return
+	}
+	if req.DPoP, err = dpop.FromHeader(r.Header); err != nil {
+		fail(oauth.Wrap(oauth.InvalidDPoPProof, "send exactly one DPoP proof", err))
+		return
+	}
 	resp, err := h.Token(r.Context(), req)
 	if err != nil {
-		httpx.WriteOAuthError(w, r, h.opts.Logger, err)
+		h.writeError(w, r, err)
 		return
 	}
 	httpx.WriteJSON(w, http.StatusOK, resp)
+}
+
+// writeError renders err; a use_dpop_nonce error carries the nonce to retry
+// with in the DPoP-Nonce header (RFC 9449 §8).
+func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if n := dpop.NonceOf(err); n != "" {
+		w.Header().Set(dpop.NonceHeader, n)
+	}
+	httpx.WriteOAuthError(w, r, h.opts.Logger, err)
 }

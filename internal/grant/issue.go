@@ -45,6 +45,7 @@ func (h *Handler) mint(ctx context.Context, g grantInfo, ev *audit.Event) (*Resp
 	if g.granted.Has(scope.FHIRUser) {
 		fhirUser = h.fhirUserURL(g.user)
 	}
+	bnd := bindingFrom(ctx)
 	raw, claims, err := h.opts.Issuer.AccessToken(token.AccessClaims{
 		Subject:   g.user.ID,
 		Audience:  h.fhirBase,
@@ -54,6 +55,7 @@ func (h *Handler) mint(ctx context.Context, g grantInfo, ev *audit.Event) (*Resp
 		Encounter: g.context.Encounter,
 		FHIRUser:  fhirUser,
 		FamilyID:  g.familyID,
+		Cnf:       bnd.cnf(),
 	})
 	if err != nil {
 		return nil, oauth.Wrap(oauth.ServerError, "internal error", err)
@@ -66,7 +68,7 @@ func (h *Handler) mint(ctx context.Context, g grantInfo, ev *audit.Event) (*Resp
 
 	resp := &Response{
 		AccessToken: raw,
-		TokenType:   oauth.TokenTypeBearer,
+		TokenType:   bnd.tokenType(),
 		ExpiresIn:   claims.ExpiresAt - claims.IssuedAt,
 		Scope:       g.scope,
 	}

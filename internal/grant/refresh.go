@@ -46,6 +46,11 @@ func (h *Handler) refreshToken(ctx context.Context, client *storage.Client, form
 	} else if err != nil {
 		return nil, storeError("get family", err)
 	}
+	// The DPoP key or certificate binding (public clients), checked before
+	// rotating so that a thief without the key cannot burn the token.
+	if err := checkFamilyBinding(fam, bindingFrom(ctx)); err != nil {
+		return nil, err
+	}
 	familyScope, _, err := scope.ParseSet(fam.Scope)
 	if err != nil {
 		return nil, oauth.Wrap(oauth.ServerError, "internal error", fmt.Errorf("grant: stored family scope: %w", err))
