@@ -67,6 +67,7 @@ func newRoot(e *env) *cobra.Command {
 	root.PersistentFlags().StringVar(&g.dataDir, "data-dir", "", "data directory (overrides data_dir)")
 	root.AddCommand(
 		newServeCmd(e, g),
+		newDemoCmd(e, g),
 		newUsersCmd(e, g),
 		newClientsCmd(e, g),
 		newLaunchCmd(e, g),

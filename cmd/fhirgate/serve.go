@@ -7,11 +7,12 @@ import (
 )
 
 func newServeCmd(e *env, g *globalFlags) *cobra.Command {
-	var addr, issuer, fhirBase string
+	var addr, issuer, fhirBase, upstreamURL, upstreamAuth string
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Run the authorization server",
-		Long: `Run the authorization server. It prints one line,
+		Short: "Run the authorization server (and the FHIR gateway with --upstream)",
+		Long: `Run the authorization server, and with --upstream (or gateway.upstream,
+upstreams in the configuration) the FHIR gateway at the FHIR base path. It prints one line,
 "fhirgate: serving on URL (issuer ISSUER)", when it accepts connections,
 and stops gracefully on SIGINT or SIGTERM.`,
 		Args: cobra.NoArgs,
@@ -25,6 +26,12 @@ and stops gracefully on SIGINT or SIGTERM.`,
 			}
 			if cmd.Flags().Changed("fhir-base") {
 				ov["fhir_base"] = fhirBase
+			}
+			if cmd.Flags().Changed("upstream") {
+				ov["gateway.upstream"] = upstreamURL
+			}
+			if cmd.Flags().Changed("upstream-auth") {
+				ov["gateway.upstream_auth"] = upstreamAuth
 			}
 			cfg, err := loadConfig(e, g, ov)
 			if err != nil {
@@ -41,5 +48,7 @@ and stops gracefully on SIGINT or SIGTERM.`,
 	cmd.Flags().StringVar(&addr, "addr", "", "listen address host:port (default 127.0.0.1:8080)")
 	cmd.Flags().StringVar(&issuer, "issuer", "", "issuer URL (default http://{addr})")
 	cmd.Flags().StringVar(&fhirBase, "fhir-base", "", "FHIR base URL apps send as aud (default {issuer}/fhir)")
+	cmd.Flags().StringVar(&upstreamURL, "upstream", "", "FHIR server the gateway serves behind --fhir-base")
+	cmd.Flags().StringVar(&upstreamAuth, "upstream-auth", "", "credentials for --upstream: basic:USER:PASS or header:NAME:VALUE")
 	return cmd
 }

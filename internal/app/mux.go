@@ -107,5 +107,9 @@ func buildMux(cfg *config.Config, store storage.Store, km *keys.Manager, tokens 
 	}
 	launchH.Register(mux)
 
+	if err := mountGateway(mux, cfg, store, km, tokens, disc, policy, auditor, log, now); err != nil {
+		return nil, err
+	}
+
 	return mux, nil
 }

@@ -122,8 +122,6 @@ type Options struct {
 	DPoP ProofVerifier
 	// CORS lets registered clients' origins call the API from browsers (optional).
 	CORS Origins
-	// Identity, if set, adds a signed identity header to forwarded requests.
-	Identity *upstream.Identity
 	// OAuth lists the endpoints advertised in metadata.
 	OAuth OAuthURIs
 	// SMARTConfiguration returns the SMART configuration document served at

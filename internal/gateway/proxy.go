@@ -74,7 +74,7 @@ func (h *Handler) rewrite(up *upstream.Upstream, pr *httputil.ProxyRequest) {
 			out.Method = http.MethodGet
 		}
 	}
-	if id := h.opts.Identity; id != nil {
+	if id := up.Identity; id != nil {
 		c := x.v.claims
 		if a, err := id.Assert(upstream.Who{Subject: c.Subject, ClientID: c.ClientID, Patient: c.Patient,
 			FHIRUser: c.FHIRUser, Scope: c.Scope, TokenID: c.JTI}); err == nil {

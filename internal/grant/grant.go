@@ -31,6 +31,9 @@ import (
 const (
 	// DefaultRefreshIdle is how long an unused refresh token stays valid.
 	DefaultRefreshIdle = 30 * 24 * time.Hour
+	// DefaultRefreshRetryWindow is the configured default retry window
+	// (Options.RefreshRetryWindow is taken as given: 0 means none).
+	DefaultRefreshRetryWindow = 10 * time.Second
 	// DefaultRefreshAbsolute is the absolute lifetime of a token family
 	// (ONC asks for at least three months).
 	DefaultRefreshAbsolute = 90 * 24 * time.Hour
@@ -63,6 +66,11 @@ type Options struct {
 	RefreshIdle time.Duration
 	// RefreshAbsolute is the lifetime of a token family (default 90 days).
 	RefreshAbsolute time.Duration
+	// RefreshRetryWindow is how long after a rotation the previous refresh
+	// token may be presented again while its successor is unused (a client
+	// that lost the response retries; FAPI 2.0). 0 turns retries off: any
+	// second presentation is reuse. Config default DefaultRefreshRetryWindow.
+	RefreshRetryWindow time.Duration
 	// DPoP verifies DPoP proofs (RFC 9449); nil refuses requests carrying one.
 	DPoP *dpop.Verifier
 	// TokenURL is the public /token URL DPoP proofs must name (htu);
@@ -119,7 +127,7 @@ func New(opts Options) (*Handler, error) {
 			return nil, fmt.Errorf("%w: %s %q is not an absolute http(s) URL", ErrOptions, name, v)
 		}
 	}
-	if opts.RefreshIdle < 0 || opts.RefreshAbsolute < 0 {
+	if opts.RefreshIdle < 0 || opts.RefreshAbsolute < 0 || opts.RefreshRetryWindow < 0 {
 		return nil, fmt.Errorf("%w: negative refresh lifetime", ErrOptions)
 	}
 	if opts.RefreshIdle == 0 {

@@ -77,7 +77,7 @@ func (h *Handler) refreshToken(ctx context.Context, client *storage.Client, form
 		Scope:     fam.Scope,
 		CreatedAt: now,
 		ExpiresAt: h.refreshExpiry(now, fam.ExpiresAt),
-	}, now)
+	}, now, h.opts.RefreshRetryWindow)
 	switch {
 	case err == nil:
 	case errors.Is(err, storage.ErrAlreadyUsed):

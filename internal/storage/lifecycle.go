@@ -14,6 +14,12 @@ const (
 	RevokedFamily      RevokedKind = "family" // every token of a family
 )
 
+// FamilyRevocationTTL is how long a revoked family stays on the revocation
+// list (RevokedSince): longer than any access token of the family can live
+// after its revocation (the access-token lifetime is at most one hour, plus
+// clock skew and a refresh racing the revocation).
+const FamilyRevocationTTL = 2 * time.Hour
+
 // RevokedToken is one revocation list entry, kept until ExpiresAt (the
 // natural expiry of the last token it names).
 type RevokedToken struct {
@@ -28,10 +34,13 @@ type RevokedToken struct {
 type RevocationList interface {
 	// RevokeAccessToken lists jti as revoked until expiresAt.
 	RevokeAccessToken(ctx context.Context, jti string, expiresAt, now time.Time) error
-	// IsRevoked reports whether the access token jti, or its family, is revoked.
+	// IsRevoked reports whether the access token jti, or its family, is
+	// revoked. Empty arguments match nothing; an unknown family is not
+	// revoked here (callers that need the family to exist check GetFamily).
 	IsRevoked(ctx context.Context, jti, familyID string, now time.Time) (bool, error)
 	// RevokedSince returns the entries (access tokens and families) revoked at
 	// or after since that have not expired at now, for incremental polling.
+	// Revoked families are listed until RevokedAt+FamilyRevocationTTL.
 	RevokedSince(ctx context.Context, since, now time.Time) ([]RevokedToken, error)
 }
 

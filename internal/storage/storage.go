@@ -122,6 +122,9 @@ type AuthRequest struct {
 	UserID        string         // set once the user has logged in
 	Patient       string         // set once a patient was chosen (standalone launch/patient)
 	ResponseMode  string
+	Prompt        string // OpenID Connect prompt values as sent (space-separated)
+	DPoPJKT       string // RFC 9449 §10: dpop_jkt; the code will be bound to this key
+	Pushed        bool   // RFC 9126: created by /par (its ID is the request_uri's secret part)
 	CreatedAt     time.Time
 	ExpiresAt     time.Time
 }
@@ -139,6 +142,7 @@ type AuthCode struct {
 	Context       LaunchContext
 	FamilyID      string // token family created for the tokens this code yields
 	DPoPJKT       string // RFC 9449 §10: the code is bound to this DPoP key thumbprint
+	SessionHash   []byte // the login session that approved it (online_access families end with it)
 	CreatedAt     time.Time
 	ExpiresAt     time.Time
 	UsedAt        time.Time // zero until consumed
@@ -287,6 +291,10 @@ type Consents interface {
 	GetConsent(ctx context.Context, userID, clientID string) (*Consent, error)
 	PutConsent(ctx context.Context, c *Consent) error // insert or replace
 	DeleteConsent(ctx context.Context, userID, clientID string) error
+	// RevokeConsent deletes the consent and revokes every unrevoked token
+	// family of userID and clientID with reason, in one transaction. It
+	// returns ErrNotFound when there was neither a consent nor a live family.
+	RevokeConsent(ctx context.Context, userID, clientID string, now time.Time, reason string) error
 }
 
 // Tokens stores token families and refresh tokens.
@@ -300,13 +308,21 @@ type Tokens interface {
 	RevokeFamiliesFor(ctx context.Context, userID, clientID string, now time.Time, reason string) error
 	CreateRefreshToken(ctx context.Context, t *RefreshToken) error
 	// RotateRefreshToken, in one transaction, checks the token under oldHash
-	// and replaces it with next (which must carry the same FamilyID):
-	// ErrNotFound if unknown; ErrRevoked if its family is revoked; ErrExpired
-	// if past ExpiresAt or the family's; ErrAlreadyUsed if it was rotated
-	// before, in which case the family is revoked in the same transaction
-	// (reuse detection). On success it returns the old token. Exactly one
-	// concurrent caller succeeds.
-	RotateRefreshToken(ctx context.Context, oldHash []byte, next *RefreshToken, now time.Time) (*RefreshToken, error)
+	// and replaces it with next (which must carry the same FamilyID),
+	// recording next.Hash as the old token's SuccessorHash: ErrNotFound if
+	// unknown; ErrRevoked if its family is revoked; ErrExpired if past
+	// ExpiresAt or the family's; ErrAlreadyUsed if it was rotated before, in
+	// which case the family is revoked in the same transaction (reuse
+	// detection). On success it returns the old token.
+	//
+	// Retry window (FAPI 2.0 §5.3.2.1): a token rotated less than
+	// retryWindow ago (measured from its first rotation) whose successor was
+	// never used rotates again: the unused successor is marked used (so
+	// presenting it later is reuse) and next becomes the successor. After
+	// the window, or once the successor was used, it is reuse as above. With
+	// retryWindow 0 exactly one concurrent caller succeeds; with any window,
+	// concurrent callers never leave two valid refresh tokens behind.
+	RotateRefreshToken(ctx context.Context, oldHash []byte, next *RefreshToken, now time.Time, retryWindow time.Duration) (*RefreshToken, error)
 	GetRefreshToken(ctx context.Context, hash []byte) (*RefreshToken, error)
 }
 
@@ -348,6 +364,8 @@ type Store interface {
 	Keys
 	RegistrationTokens
 	Patients
+	RevocationList
+	Replays
 	// Ping checks the backend answers.
 	Ping(ctx context.Context) error
 	// Close releases the backend's resources.

@@ -50,6 +50,8 @@ type Upstream struct {
 	// Transport carries requests to the backend and injects its
 	// credentials. It keeps connections alive.
 	Transport http.RoundTripper
+	// Identity, if set, signs an identity assertion for each request.
+	Identity *Identity
 }
 
 // Options are what Build needs besides the Config.

@@ -48,13 +48,13 @@ func (s *Store) ConsumeLaunch(ctx context.Context, hash []byte, now time.Time) (
 }
 
 const authRequestCols = `id, client_id, redirect_uri, state, scope, nonce, code_challenge, audience,
-	launch, user_id, patient, response_mode, created_at, expires_at`
+	launch, user_id, patient, response_mode, created_at, expires_at, prompt, dpop_jkt, pushed`
 
 func scanAuthRequest(row pgx.Row) (*storage.AuthRequest, error) {
 	var r storage.AuthRequest
 	if err := row.Scan(&r.ID, &r.ClientID, &r.RedirectURI, &r.State, &r.Scope, &r.Nonce,
 		&r.CodeChallenge, &r.Audience, &r.Launch, &r.UserID, &r.Patient, &r.ResponseMode,
-		ts(&r.CreatedAt), ts(&r.ExpiresAt)); err != nil {
+		ts(&r.CreatedAt), ts(&r.ExpiresAt), &r.Prompt, &r.DPoPJKT, &r.Pushed); err != nil {
 		return nil, err
 	}
 	return &r, nil
@@ -66,13 +66,14 @@ func authRequestArgs(r *storage.AuthRequest) []any {
 		launch = *r.Launch
 	}
 	return []any{r.ID, r.ClientID, r.RedirectURI, r.State, r.Scope, r.Nonce, r.CodeChallenge,
-		r.Audience, launch, r.UserID, r.Patient, r.ResponseMode, tz(r.CreatedAt), tz(r.ExpiresAt)}
+		r.Audience, launch, r.UserID, r.Patient, r.ResponseMode, tz(r.CreatedAt), tz(r.ExpiresAt),
+		r.Prompt, r.DPoPJKT, r.Pushed}
 }
 
 // CreateAuthRequest inserts r; ErrConflict if its id exists.
 func (s *Store) CreateAuthRequest(ctx context.Context, r *storage.AuthRequest) error {
 	_, err := s.pool.Exec(ctx, `INSERT INTO auth_requests (`+authRequestCols+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`, authRequestArgs(r)...)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`, authRequestArgs(r)...)
 	return wrap("create auth request", err)
 }
 
@@ -104,7 +105,8 @@ func (s *Store) UpdateAuthRequest(ctx context.Context, id string, update func(*s
 		r.ID = id
 		if err := execOne(ctx, tx, `UPDATE auth_requests SET client_id = $2, redirect_uri = $3, state = $4,
 			scope = $5, nonce = $6, code_challenge = $7, audience = $8, launch = $9, user_id = $10,
-			patient = $11, response_mode = $12, created_at = $13, expires_at = $14 WHERE id = $1`,
+			patient = $11, response_mode = $12, created_at = $13, expires_at = $14, prompt = $15,
+			dpop_jkt = $16, pushed = $17 WHERE id = $1`,
 			authRequestArgs(r)...); err != nil {
 			return err
 		}
@@ -124,13 +126,13 @@ func (s *Store) DeleteAuthRequest(ctx context.Context, id string) error {
 }
 
 const authCodeCols = `hash, client_id, redirect_uri, code_challenge, scope, user_id, nonce, auth_time,
-	context, family_id, created_at, expires_at, used_at, dpop_jkt`
+	context, family_id, created_at, expires_at, used_at, dpop_jkt, session_hash`
 
 func scanAuthCode(row pgx.Row) (*storage.AuthCode, error) {
 	var c storage.AuthCode
 	if err := row.Scan(&c.Hash, &c.ClientID, &c.RedirectURI, &c.CodeChallenge, &c.Scope, &c.UserID,
 		&c.Nonce, ts(&c.AuthTime), &c.Context, &c.FamilyID, ts(&c.CreatedAt), ts(&c.ExpiresAt),
-		ts(&c.UsedAt), &c.DPoPJKT); err != nil {
+		ts(&c.UsedAt), &c.DPoPJKT, &c.SessionHash); err != nil {
 		return nil, err
 	}
 	return &c, nil
@@ -139,9 +141,10 @@ func scanAuthCode(row pgx.Row) (*storage.AuthCode, error) {
 // CreateAuthCode inserts c; ErrConflict if its hash exists.
 func (s *Store) CreateAuthCode(ctx context.Context, c *storage.AuthCode) error {
 	_, err := s.pool.Exec(ctx, `INSERT INTO auth_codes (`+authCodeCols+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
 		c.Hash, c.ClientID, c.RedirectURI, c.CodeChallenge, c.Scope, c.UserID, c.Nonce,
-		tz(c.AuthTime), c.Context, c.FamilyID, tz(c.CreatedAt), tz(c.ExpiresAt), tz(c.UsedAt), c.DPoPJKT)
+		tz(c.AuthTime), c.Context, c.FamilyID, tz(c.CreatedAt), tz(c.ExpiresAt), tz(c.UsedAt), c.DPoPJKT,
+		c.SessionHash)
 	return wrap("create auth code", err)
 }
 

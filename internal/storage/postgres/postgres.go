@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -35,6 +36,8 @@ var migrationFS embed.FS
 // Store is a storage.Store on a PostgreSQL database. It is safe for concurrent use.
 type Store struct {
 	pool *pgxpool.Pool
+
+	replayCalls atomic.Uint64 // UseOnce calls, to purge expired keys now and then
 }
 
 var _ storage.Store = (*Store)(nil)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/fhirgate/fhirgate/internal/storage"
 )
@@ -98,11 +99,14 @@ var errFamilyMismatch = errors.New("next refresh token belongs to another family
 
 // RotateRefreshToken checks the token under oldHash and replaces it with
 // next in one transaction that locks the token row, then its family row.
-// Checks run in this order: ErrNotFound; ErrAlreadyUsed (reuse: the family
-// is revoked with reason ReasonReuse and that revocation is committed);
+// Checks run in this order: ErrNotFound; a used token is retried when
+// storage.Tokens' retry-window rules allow it (within retryWindow of its
+// first rotation, family live, successor never used; the successor row is
+// locked too), and otherwise is ErrAlreadyUsed (reuse: the family is
+// revoked with reason ReasonReuse and that revocation is committed);
 // ErrRevoked; ErrExpired (token or family). The old token is returned on
 // success and alongside ErrAlreadyUsed, ErrRevoked and ErrExpired.
-func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, next *storage.RefreshToken, now time.Time) (*storage.RefreshToken, error) {
+func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, next *storage.RefreshToken, now time.Time, retryWindow time.Duration) (*storage.RefreshToken, error) {
 	var old *storage.RefreshToken
 	err := s.tx(ctx, "rotate refresh token", func(tx pgx.Tx) error {
 		t, err := scanRefresh(tx.QueryRow(ctx, `SELECT `+refreshCols+` FROM refresh_tokens WHERE hash = $1 FOR UPDATE`, oldHash))
@@ -115,10 +119,16 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, next *st
 			return err
 		}
 		if !t.UsedAt.IsZero() {
-			if err := revokeFamily(ctx, tx, f.ID, now, ReasonReuse); err != nil {
+			retry, err := retryable(ctx, tx, t, f, now, retryWindow)
+			if err != nil {
 				return err
 			}
-			return commitErr{storage.ErrAlreadyUsed}
+			if !retry {
+				if err := revokeFamily(ctx, tx, f.ID, now, ReasonReuse); err != nil {
+					return err
+				}
+				return commitErr{storage.ErrAlreadyUsed}
+			}
 		}
 		if !f.RevokedAt.IsZero() {
 			return storage.ErrRevoked
@@ -129,11 +139,24 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, next *st
 		if next == nil || next.FamilyID != t.FamilyID || bytes.Equal(next.Hash, oldHash) {
 			return errFamilyMismatch
 		}
-		if err := execOne(ctx, tx, `UPDATE refresh_tokens SET used_at = $1, successor_hash = $2 WHERE hash = $3`,
-			now, next.Hash, oldHash); err != nil {
-			return err
+		if t.UsedAt.IsZero() {
+			if err := execOne(ctx, tx, `UPDATE refresh_tokens SET used_at = $1, successor_hash = $2 WHERE hash = $3`,
+				now, next.Hash, oldHash); err != nil {
+				return err
+			}
+			t.UsedAt = micro(now)
+		} else {
+			// Retry: the unused successor is spent (presenting it later is
+			// reuse) and next takes its place; UsedAt keeps the first rotation.
+			if err := execOne(ctx, tx, `UPDATE refresh_tokens SET used_at = $1, successor_hash = NULL
+				WHERE hash = $2 AND used_at IS NULL`, now, t.SuccessorHash); err != nil {
+				return err
+			}
+			if err := execOne(ctx, tx, `UPDATE refresh_tokens SET successor_hash = $1 WHERE hash = $2`,
+				next.Hash, oldHash); err != nil {
+				return err
+			}
 		}
-		t.UsedAt = micro(now)
 		t.SuccessorHash = append([]byte(nil), next.Hash...)
 		return insertRefresh(ctx, tx, next)
 	})
@@ -142,4 +165,23 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, next *st
 		return old, err
 	}
 	return nil, err
+}
+
+// retryable reports whether the used token t may rotate again: within
+// window of its first rotation, its family not revoked, and its successor
+// (locked here) never used.
+func retryable(ctx context.Context, tx pgx.Tx, t *storage.RefreshToken, f *storage.TokenFamily,
+	now time.Time, window time.Duration) (bool, error) {
+	if window <= 0 || !f.RevokedAt.IsZero() || len(t.SuccessorHash) == 0 || !now.Before(t.UsedAt.Add(window)) {
+		return false, nil
+	}
+	var used pgtype.Timestamptz
+	err := tx.QueryRow(ctx, `SELECT used_at FROM refresh_tokens WHERE hash = $1 FOR UPDATE`, t.SuccessorHash).Scan(&used)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return !used.Valid, nil
 }

@@ -57,13 +57,13 @@ func (s *Store) ConsumeLaunch(ctx context.Context, hash []byte, now time.Time) (
 var errInconsistent = errors.New("single-use record changed concurrently")
 
 const authRequestCols = `id, client_id, redirect_uri, state, scope, nonce, code_challenge, audience,
-	launch, user_id, patient, response_mode, created_at, expires_at`
+	launch, user_id, patient, response_mode, created_at, expires_at, prompt, dpop_jkt, pushed`
 
 func scanAuthRequest(sc scanner) (*storage.AuthRequest, error) {
 	var r storage.AuthRequest
 	if err := sc.Scan(&r.ID, &r.ClientID, &r.RedirectURI, &r.State, &r.Scope, &r.Nonce,
 		&r.CodeChallenge, &r.Audience, js(&r.Launch), &r.UserID, &r.Patient, &r.ResponseMode,
-		ts(&r.CreatedAt), ts(&r.ExpiresAt)); err != nil {
+		ts(&r.CreatedAt), ts(&r.ExpiresAt), &r.Prompt, &r.DPoPJKT, &r.Pushed); err != nil {
 		return nil, err
 	}
 	return &r, nil
@@ -80,7 +80,7 @@ func authRequestArgs(r *storage.AuthRequest) ([]any, error) {
 	}
 	return []any{r.ID, r.ClientID, r.RedirectURI, r.State, r.Scope, r.Nonce, r.CodeChallenge,
 		r.Audience, launch, r.UserID, r.Patient, r.ResponseMode, micros(r.CreatedAt),
-		micros(r.ExpiresAt)}, nil
+		micros(r.ExpiresAt), r.Prompt, r.DPoPJKT, r.Pushed}, nil
 }
 
 // CreateAuthRequest inserts r; ErrConflict if its id exists.
@@ -90,7 +90,7 @@ func (s *Store) CreateAuthRequest(ctx context.Context, r *storage.AuthRequest) e
 		return wrap("create auth request", err)
 	}
 	_, err = s.wexec(ctx, nil, `INSERT INTO auth_requests (`+authRequestCols+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...)
 	return wrap("create auth request", err)
 }
 
@@ -127,7 +127,8 @@ func (s *Store) UpdateAuthRequest(ctx context.Context, id string, update func(*s
 		}
 		if err := execOne(s.wexec(ctx, tx, `UPDATE auth_requests SET client_id = ?, redirect_uri = ?, state = ?,
 			scope = ?, nonce = ?, code_challenge = ?, audience = ?, launch = ?, user_id = ?, patient = ?,
-			response_mode = ?, created_at = ?, expires_at = ? WHERE id = ?`, append(args[1:], id)...)); err != nil {
+			response_mode = ?, created_at = ?, expires_at = ?, prompt = ?, dpop_jkt = ?, pushed = ?
+			WHERE id = ?`, append(args[1:], id)...)); err != nil {
 			return err
 		}
 		out = r
@@ -146,7 +147,7 @@ func (s *Store) DeleteAuthRequest(ctx context.Context, id string) error {
 }
 
 const authCodeCols = `hash, client_id, redirect_uri, code_challenge, scope, user_id, nonce, auth_time,
-	context, family_id, created_at, expires_at, used_at, dpop_jkt`
+	context, family_id, created_at, expires_at, used_at, dpop_jkt, session_hash`
 
 // CreateAuthCode inserts c; ErrConflict if its hash exists.
 func (s *Store) CreateAuthCode(ctx context.Context, c *storage.AuthCode) error {
@@ -155,10 +156,10 @@ func (s *Store) CreateAuthCode(ctx context.Context, c *storage.AuthCode) error {
 		return wrap("create auth code", err)
 	}
 	_, err = s.wexec(ctx, nil, `INSERT INTO auth_codes (`+authCodeCols+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		c.Hash, c.ClientID, c.RedirectURI, c.CodeChallenge, c.Scope, c.UserID, c.Nonce,
 		micros(c.AuthTime), lc, c.FamilyID, micros(c.CreatedAt), micros(c.ExpiresAt), micros(c.UsedAt),
-		c.DPoPJKT)
+		c.DPoPJKT, blob(c.SessionHash))
 	return wrap("create auth code", err)
 }
 
@@ -192,7 +193,7 @@ func scanAuthCode(sc scanner) (*storage.AuthCode, error) {
 	var c storage.AuthCode
 	if err := sc.Scan(bs(&c.Hash), &c.ClientID, &c.RedirectURI, &c.CodeChallenge, &c.Scope, &c.UserID,
 		&c.Nonce, ts(&c.AuthTime), js(&c.Context), &c.FamilyID, ts(&c.CreatedAt), ts(&c.ExpiresAt),
-		ts(&c.UsedAt), &c.DPoPJKT); err != nil {
+		ts(&c.UsedAt), &c.DPoPJKT, bs(&c.SessionHash)); err != nil {
 		return nil, err
 	}
 	return &c, nil

@@ -27,6 +27,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -47,6 +48,8 @@ type Store struct {
 	r  *sql.DB // reads: read-only pool
 	wc *stmtCache
 	rc *stmtCache
+
+	replayCalls atomic.Uint64 // UseOnce calls, to purge expired keys now and then
 }
 
 var _ storage.Store = (*Store)(nil)

@@ -107,12 +107,14 @@ func (s *Store) GetRefreshToken(ctx context.Context, hash []byte) (*storage.Refr
 var errFamilyMismatch = errors.New("next refresh token belongs to another family")
 
 // RotateRefreshToken checks the token under oldHash and replaces it with
-// next, in one write transaction. Checks run in this order: ErrNotFound;
-// ErrAlreadyUsed (reuse: the family is revoked with reason ReasonReuse and
-// that revocation is committed); ErrRevoked; ErrExpired (token or family).
-// The old token is returned on success and alongside ErrAlreadyUsed,
-// ErrRevoked and ErrExpired.
-func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, next *storage.RefreshToken, now time.Time) (*storage.RefreshToken, error) {
+// next, in one write transaction. Checks run in this order: ErrNotFound; a
+// used token is retried when storage.Tokens' retry-window rules allow it
+// (within retryWindow of its first rotation, family live, successor never
+// used), and otherwise is ErrAlreadyUsed (reuse: the family is revoked with
+// reason ReasonReuse and that revocation is committed); ErrRevoked;
+// ErrExpired (token or family). The old token is returned on success and
+// alongside ErrAlreadyUsed, ErrRevoked and ErrExpired.
+func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, next *storage.RefreshToken, now time.Time, retryWindow time.Duration) (*storage.RefreshToken, error) {
 	var old *storage.RefreshToken
 	err := s.txKeep(ctx, "rotate refresh token", func(tx *sql.Tx) error {
 		t, err := scanRefresh(s.wrow(ctx, tx, `SELECT `+refreshCols+` FROM refresh_tokens WHERE hash = ?`, oldHash))
@@ -125,10 +127,16 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, next *st
 			return err
 		}
 		if !t.UsedAt.IsZero() {
-			if err := s.revokeFamily(ctx, tx, f.ID, now, ReasonReuse); err != nil {
+			retry, err := s.retryable(ctx, tx, t, f, now, retryWindow)
+			if err != nil {
 				return err
 			}
-			return commitErr{storage.ErrAlreadyUsed}
+			if !retry {
+				if err := s.revokeFamily(ctx, tx, f.ID, now, ReasonReuse); err != nil {
+					return err
+				}
+				return commitErr{storage.ErrAlreadyUsed}
+			}
 		}
 		if !f.RevokedAt.IsZero() {
 			return storage.ErrRevoked
@@ -139,11 +147,24 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, next *st
 		if next == nil || next.FamilyID != t.FamilyID || bytes.Equal(next.Hash, oldHash) {
 			return errFamilyMismatch
 		}
-		if err := execOne(s.wexec(ctx, tx, `UPDATE refresh_tokens SET used_at = ?, successor_hash = ?
-			WHERE hash = ? AND used_at IS NULL`, micros(now), next.Hash, oldHash)); err != nil {
-			return err
+		if t.UsedAt.IsZero() {
+			if err := execOne(s.wexec(ctx, tx, `UPDATE refresh_tokens SET used_at = ?, successor_hash = ?
+				WHERE hash = ? AND used_at IS NULL`, micros(now), next.Hash, oldHash)); err != nil {
+				return err
+			}
+			t.UsedAt = time.UnixMicro(now.UnixMicro()).UTC()
+		} else {
+			// Retry: the unused successor is spent (presenting it later is
+			// reuse) and next takes its place; UsedAt keeps the first rotation.
+			if err := execOne(s.wexec(ctx, tx, `UPDATE refresh_tokens SET used_at = ?, successor_hash = NULL
+				WHERE hash = ? AND used_at IS NULL`, micros(now), t.SuccessorHash)); err != nil {
+				return err
+			}
+			if err := execOne(s.wexec(ctx, tx, `UPDATE refresh_tokens SET successor_hash = ? WHERE hash = ?`,
+				next.Hash, oldHash)); err != nil {
+				return err
+			}
 		}
-		t.UsedAt = time.UnixMicro(now.UnixMicro()).UTC()
 		t.SuccessorHash = append([]byte(nil), next.Hash...)
 		return s.insertRefresh(ctx, tx, next)
 	})
@@ -152,4 +173,23 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, next *st
 		return old, err
 	}
 	return nil, err
+}
+
+// retryable reports whether the used token t may rotate again: within
+// window of its first rotation, its family not revoked, and its successor
+// never used.
+func (s *Store) retryable(ctx context.Context, tx *sql.Tx, t *storage.RefreshToken, f *storage.TokenFamily,
+	now time.Time, window time.Duration) (bool, error) {
+	if window <= 0 || !f.RevokedAt.IsZero() || len(t.SuccessorHash) == 0 || !now.Before(t.UsedAt.Add(window)) {
+		return false, nil
+	}
+	var used sql.NullInt64
+	err := s.wrow(ctx, tx, `SELECT used_at FROM refresh_tokens WHERE hash = ?`, t.SuccessorHash).Scan(&used)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return !used.Valid, nil
 }

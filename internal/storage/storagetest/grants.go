@@ -79,6 +79,9 @@ func newAuthRequest(id string) *storage.AuthRequest {
 		Audience:      "https://ehr.example/fhir",
 		Launch:        &lc,
 		ResponseMode:  "query",
+		Prompt:        "login consent",
+		DPoPJKT:       "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I",
+		Pushed:        true,
 		CreatedAt:     base,
 		ExpiresAt:     base.Add(10 * time.Minute),
 	}
@@ -118,11 +121,13 @@ func testAuthRequests(t *testing.T, s storage.Store) {
 		r.UserID = "u1"
 		r.Patient = "789"
 		r.Launch = nil
+		r.Prompt, r.DPoPJKT, r.Pushed = "", "", false
 		return nil
 	})
 	wantErr(t, "UpdateAuthRequest", err, nil)
 	want := *r
 	want.UserID, want.Patient, want.Launch = "u1", "789", nil
+	want.Prompt, want.DPoPJKT, want.Pushed = "", "", false
 	mustEqual(t, "UpdateAuthRequest result", updated, &want)
 	got, err = s.GetAuthRequest(ctx, "ar1", now)
 	wantErr(t, "GetAuthRequest", err, nil)
@@ -157,6 +162,7 @@ func newAuthCode(label string) *storage.AuthCode {
 		Context:       launchContext("123"),
 		FamilyID:      "fam-" + label,
 		DPoPJKT:       "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I",
+		SessionHash:   hash("session-" + label),
 		CreatedAt:     base,
 		ExpiresAt:     base.Add(60 * time.Second),
 	}

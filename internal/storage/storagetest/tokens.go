@@ -99,7 +99,7 @@ func testRefreshTokens(t *testing.T, s storage.Store) {
 	wantErr(t, "CreateRefreshToken unknown family", s.CreateRefreshToken(ctx, newRefresh("rt-x", "nope")), storage.ErrNotFound)
 	_, err := s.GetRefreshToken(ctx, hash("nope"))
 	wantErr(t, "GetRefreshToken unknown", err, storage.ErrNotFound)
-	_, err = s.RotateRefreshToken(ctx, hash("nope"), newRefresh("rt-y", "f1"), now)
+	_, err = s.RotateRefreshToken(ctx, hash("nope"), newRefresh("rt-y", "f1"), now, 0)
 	wantErr(t, "RotateRefreshToken unknown", err, storage.ErrNotFound)
 
 	wantErr(t, "CreateFamily", s.CreateFamily(ctx, newFamily("f1", "u1", "c1")), nil)
@@ -112,7 +112,7 @@ func testRefreshTokens(t *testing.T, s storage.Store) {
 
 	// next must belong to the same family; a refused rotation changes nothing.
 	wantErr(t, "CreateFamily", s.CreateFamily(ctx, newFamily("f2", "u1", "c1")), nil)
-	_, err = s.RotateRefreshToken(ctx, rt1.Hash, newRefresh("rt-alien", "f2"), now)
+	_, err = s.RotateRefreshToken(ctx, rt1.Hash, newRefresh("rt-alien", "f2"), now, 0)
 	if err == nil {
 		t.Fatal("RotateRefreshToken accepted a next token of another family")
 	}
@@ -124,7 +124,7 @@ func testRefreshTokens(t *testing.T, s storage.Store) {
 
 	rt2 := newRefresh("rt-2", "f1")
 	rt2.CreatedAt = now
-	old, err := s.RotateRefreshToken(ctx, rt1.Hash, rt2, now)
+	old, err := s.RotateRefreshToken(ctx, rt1.Hash, rt2, now, 0)
 	wantErr(t, "RotateRefreshToken", err, nil)
 	wantOld := *rt1
 	wantOld.UsedAt = now
@@ -138,7 +138,7 @@ func testRefreshTokens(t *testing.T, s storage.Store) {
 	mustEqual(t, "GetRefreshToken rotated (UsedAt, SuccessorHash)", got, &wantOld)
 
 	// Reuse of rt1: ErrAlreadyUsed, and the whole family (rt2 too) is revoked.
-	old, err = s.RotateRefreshToken(ctx, rt1.Hash, newRefresh("rt-3", "f1"), now.Add(time.Minute))
+	old, err = s.RotateRefreshToken(ctx, rt1.Hash, newRefresh("rt-3", "f1"), now.Add(time.Minute), 0)
 	wantErr(t, "RotateRefreshToken reuse", err, storage.ErrAlreadyUsed)
 	if old == nil || old.FamilyID != "f1" {
 		t.Fatalf("RotateRefreshToken reuse returned %+v, want the old token", old)
@@ -149,9 +149,9 @@ func testRefreshTokens(t *testing.T, s storage.Store) {
 	}
 	_, err = s.GetRefreshToken(ctx, hash("rt-3"))
 	wantErr(t, "next token of a refused rotation", err, storage.ErrNotFound)
-	_, err = s.RotateRefreshToken(ctx, rt2.Hash, newRefresh("rt-4", "f1"), now.Add(time.Minute))
+	_, err = s.RotateRefreshToken(ctx, rt2.Hash, newRefresh("rt-4", "f1"), now.Add(time.Minute), 0)
 	wantErr(t, "RotateRefreshToken sibling after reuse", err, storage.ErrRevoked)
-	_, err = s.RotateRefreshToken(ctx, rt1.Hash, newRefresh("rt-5", "f1"), now.Add(time.Minute))
+	_, err = s.RotateRefreshToken(ctx, rt1.Hash, newRefresh("rt-5", "f1"), now.Add(time.Minute), 0)
 	wantErr(t, "RotateRefreshToken reuse again", err, storage.ErrAlreadyUsed)
 
 	// Revoked family.
@@ -159,7 +159,7 @@ func testRefreshTokens(t *testing.T, s storage.Store) {
 	rt6 := newRefresh("rt-6", "f3")
 	wantErr(t, "CreateRefreshToken", s.CreateRefreshToken(ctx, rt6), nil)
 	wantErr(t, "RevokeFamily", s.RevokeFamily(ctx, "f3", now, "logout"), nil)
-	_, err = s.RotateRefreshToken(ctx, rt6.Hash, newRefresh("rt-7", "f3"), now)
+	_, err = s.RotateRefreshToken(ctx, rt6.Hash, newRefresh("rt-7", "f3"), now, 0)
 	wantErr(t, "RotateRefreshToken revoked family", err, storage.ErrRevoked)
 	got, err = s.GetRefreshToken(ctx, rt6.Hash)
 	wantErr(t, "GetRefreshToken", err, nil)
@@ -171,18 +171,18 @@ func testRefreshTokens(t *testing.T, s storage.Store) {
 	wantErr(t, "CreateFamily", s.CreateFamily(ctx, newFamily("f4", "u1", "c1")), nil)
 	rt8 := newRefresh("rt-8", "f4")
 	wantErr(t, "CreateRefreshToken", s.CreateRefreshToken(ctx, rt8), nil)
-	_, err = s.RotateRefreshToken(ctx, rt8.Hash, newRefresh("rt-9", "f4"), rt8.ExpiresAt)
+	_, err = s.RotateRefreshToken(ctx, rt8.Hash, newRefresh("rt-9", "f4"), rt8.ExpiresAt, 0)
 	wantErr(t, "RotateRefreshToken at token ExpiresAt", err, storage.ErrExpired)
 	fam := newFamily("f5", "u1", "c1")
 	fam.ExpiresAt = base.Add(time.Hour)
 	wantErr(t, "CreateFamily", s.CreateFamily(ctx, fam), nil)
 	rt10 := newRefresh("rt-10", "f5")
 	wantErr(t, "CreateRefreshToken", s.CreateRefreshToken(ctx, rt10), nil)
-	_, err = s.RotateRefreshToken(ctx, rt10.Hash, newRefresh("rt-11", "f5"), fam.ExpiresAt)
+	_, err = s.RotateRefreshToken(ctx, rt10.Hash, newRefresh("rt-11", "f5"), fam.ExpiresAt, 0)
 	wantErr(t, "RotateRefreshToken at family ExpiresAt", err, storage.ErrExpired)
-	_, err = s.RotateRefreshToken(ctx, rt10.Hash, newRefresh("rt-11", "f5"), fam.ExpiresAt.Add(-time.Second))
+	_, err = s.RotateRefreshToken(ctx, rt10.Hash, newRefresh("rt-11", "f5"), fam.ExpiresAt.Add(-time.Second), 0)
 	wantErr(t, "RotateRefreshToken before family ExpiresAt", err, nil)
-	_, err = s.RotateRefreshToken(ctx, hash("rt-11"), newRefresh("rt-12", "f5"), fam.ExpiresAt.Add(-time.Second))
+	_, err = s.RotateRefreshToken(ctx, hash("rt-11"), newRefresh("rt-12", "f5"), fam.ExpiresAt.Add(-time.Second), 0)
 	wantErr(t, "RotateRefreshToken the rotated-to token", err, nil)
 
 	// A next token whose hash is taken fails with ErrConflict and changes nothing.
@@ -190,7 +190,7 @@ func testRefreshTokens(t *testing.T, s storage.Store) {
 	rt13 := newRefresh("rt-13", "f6")
 	wantErr(t, "CreateRefreshToken", s.CreateRefreshToken(ctx, rt13), nil)
 	wantErr(t, "CreateRefreshToken", s.CreateRefreshToken(ctx, newRefresh("rt-14", "f6")), nil)
-	_, err = s.RotateRefreshToken(ctx, rt13.Hash, newRefresh("rt-14", "f6"), now)
+	_, err = s.RotateRefreshToken(ctx, rt13.Hash, newRefresh("rt-14", "f6"), now, 0)
 	wantErr(t, "RotateRefreshToken onto a taken hash", err, storage.ErrConflict)
 	got, err = s.GetRefreshToken(ctx, rt13.Hash)
 	wantErr(t, "GetRefreshToken", err, nil)
@@ -208,7 +208,7 @@ func testRotateRace(t *testing.T, s storage.Store) {
 		rt := newRefresh(label("race-rt", round), fid)
 		wantErr(t, "CreateRefreshToken", s.CreateRefreshToken(ctx, rt), nil)
 		errs := race(Racers, func(i int) error {
-			_, err := s.RotateRefreshToken(ctx, rt.Hash, newRefresh(label(fid+"-next", i), fid), now)
+			_, err := s.RotateRefreshToken(ctx, rt.Hash, newRefresh(label(fid+"-next", i), fid), now, 0)
 			return err
 		})
 		oneWinner(t, "RotateRefreshToken race", errs, storage.ErrAlreadyUsed)
@@ -219,7 +219,7 @@ func testRotateRace(t *testing.T, s storage.Store) {
 			if err != nil {
 				continue
 			}
-			_, err := s.RotateRefreshToken(ctx, hash(label(fid+"-next", i)), newRefresh(fid+"-after", fid), now)
+			_, err := s.RotateRefreshToken(ctx, hash(label(fid+"-next", i)), newRefresh(fid+"-after", fid), now, 0)
 			if !errors.Is(err, storage.ErrRevoked) {
 				t.Fatalf("winner's token after reuse: got %v, want %v", err, storage.ErrRevoked)
 			}
