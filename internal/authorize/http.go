@@ -123,7 +123,13 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	ctx := r.Context()
-	v, err := h.validate(ctx, q)
+	var v *validated
+	var err error
+	if q.Get("request_uri") != "" {
+		v, err = h.pickup(ctx, q) // a pushed request (RFC 9126 §4)
+	} else {
+		v, err = h.validate(ctx, q)
+	}
 	if err != nil {
 		h.fail(w, r, err)
 		return

@@ -90,7 +90,6 @@ func TestRedirectedErrors(t *testing.T) {
 		{"missing scope", e.params("scope", ""), "invalid_scope"},
 		{"only system scope", e.params("scope", "system/*.rs"), "invalid_scope"},
 		{"request object", e.params("request", "eyJ.x.y"), "request_not_supported"},
-		{"request_uri", e.params("request_uri", "urn:x"), "invalid_request"},
 		{"form_post", e.params("response_mode", "form_post"), "invalid_request"},
 		{"bad prompt", e.params("prompt", "none login"), "invalid_request"},
 		{"long state", e.params("state", strings.Repeat("s", 5000)), "invalid_request"},

@@ -76,9 +76,12 @@ type Options struct {
 	RoleScopes    map[storage.Role]string // DefaultRoleScopes when nil
 	CodeTTL       time.Duration           // DefaultCodeTTL when zero; at most 60 s
 	SecureCookies bool                    // informational; the session Manager owns cookie flags
-	Auditor       audit.Auditor
-	Logger        *slog.Logger
-	Now           func() time.Time
+	// RequirePAR refuses every authorization request not pushed to /par
+	// first (RFC 9126 §6); clients can also require it one by one.
+	RequirePAR bool
+	Auditor    audit.Auditor
+	Logger     *slog.Logger
+	Now        func() time.Time
 }
 
 // Handler serves /authorize, the sign-in, picker and consent pages, and /logout.

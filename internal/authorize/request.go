@@ -75,6 +75,12 @@ func repeated(q url.Values) string {
 // validate checks an /authorize request. Errors are *PageError or
 // *RedirectError. A `launch` value is consumed only when everything else passed.
 func (h *Handler) validate(ctx context.Context, q url.Values) (*validated, error) {
+	return h.validateRequest(ctx, q, false)
+}
+
+// validateRequest is validate for a request sent to /authorize (pushed
+// false), which PAR-only clients may not use, or to /par (pushed true).
+func (h *Handler) validateRequest(ctx context.Context, q url.Values, pushed bool) (*validated, error) {
 	for _, k := range []string{"client_id", "redirect_uri"} {
 		if len(q[k]) > 1 {
 			return nil, &PageError{Message: "The request repeats the " + k + " parameter."}
@@ -106,6 +112,9 @@ func (h *Handler) validate(ctx context.Context, q url.Values) (*validated, error
 	fail := func(code oauth.ErrorCode, format string, args ...any) error {
 		return &RedirectError{ClientID: client.ID, RedirectURI: redirectURI, State: state, Err: oauth.Errorf(code, format, args...)}
 	}
+	if !pushed && (client.RequirePAR || h.opts.RequirePAR) {
+		return nil, fail(oauth.InvalidRequest, "this client must use a pushed authorization request (PAR, RFC 9126)")
+	}
 	if k := repeated(q); k != "" {
 		return nil, fail(oauth.InvalidRequest, "parameter %s is repeated", k)
 	}
@@ -116,7 +125,7 @@ func (h *Handler) validate(ctx context.Context, q url.Values) (*validated, error
 		return nil, fail(errRequestNotSupported, "request objects are not supported")
 	}
 	if q.Get("request_uri") != "" {
-		return nil, fail(oauth.InvalidRequest, "request_uri is not supported")
+		return nil, fail(oauth.InvalidRequest, "request_uri cannot be used in a pushed authorization request")
 	}
 	switch rt := q.Get("response_type"); {
 	case rt == "":
