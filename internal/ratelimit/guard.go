@@ -160,6 +160,8 @@ func throttleID(s Subject) string {
 		return "client:" + s.ClientID
 	case s.UserID != "":
 		return "user:" + s.UserID
+	case s.IP != "":
+		return "ip:" + s.IP
 	}
 	return ""
 }
