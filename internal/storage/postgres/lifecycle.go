@@ -112,4 +112,3 @@ func (s *Store) UseOnce(ctx context.Context, key string, expiresAt, now time.Tim
 	}
 	return nil
 }
-
