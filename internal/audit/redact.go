@@ -40,14 +40,16 @@ func clean(s string) string {
 	if s == "" {
 		return s
 	}
-	s = secretParam.ReplaceAllString(s, "$1=[redacted]")
-	s = credential.ReplaceAllString(s, "[redacted]")
 	s = strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f {
 			return ' '
 		}
 		return r
 	}, strings.ToValidUTF8(s, "\uFFFD"))
+	if mayHoldCredential(s) {
+		s = secretParam.ReplaceAllString(s, "$1=[redacted]")
+		s = credential.ReplaceAllString(s, "[redacted]")
+	}
 	if len(s) > MaxFieldLen {
 		cut := MaxFieldLen
 		for cut > 0 && !utf8.RuneStart(s[cut]) {
@@ -56,4 +58,26 @@ func clean(s string) string {
 		s = s[:cut]
 	}
 	return s
+}
+
+// mayHoldCredential is a cheap pre-check: text without "eyJ", "=" or an
+// authorization scheme word cannot match the credential patterns.
+func mayHoldCredential(s string) bool {
+	if strings.Contains(s, "eyJ") || strings.IndexByte(s, '=') >= 0 {
+		return true
+	}
+	for i := 0; i+5 <= len(s); i++ {
+		switch s[i] | 0x20 {
+		case 'b', 'd':
+			w := s[i:min(i+7, len(s))]
+			if hasFoldPrefix(w, "bearer ") || hasFoldPrefix(w, "dpop ") || hasFoldPrefix(w, "basic ") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func hasFoldPrefix(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }

@@ -59,7 +59,16 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
 // a SQLite database file. It is safe for concurrent use.
 type SQLite struct {
 	w, r *sql.DB
-	ins  *sql.Stmt
+	ins  *sql.Stmt // one row
+	insN *sql.Stmt // insertChunk rows
+}
+
+// insertChunk is how many rows one multi-row INSERT carries.
+const insertChunk = 32
+
+func insertSQL(rows int) string {
+	row := "(?" + repeat(", ?", len(columns)-1) + ")"
+	return "INSERT INTO audit_events (" + columnList + ") VALUES " + row + repeat(", "+row, rows-1)
 }
 
 var _ chain.Sink = (*SQLite)(nil)
@@ -98,7 +107,11 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 		w.Close()
 		return nil, err
 	}
-	if s.ins, err = w.PrepareContext(ctx, "INSERT INTO audit_events ("+columnList+") VALUES (?"+repeat(", ?", len(columns)-1)+")"); err != nil {
+	if s.ins, err = w.PrepareContext(ctx, insertSQL(1)); err != nil {
+		w.Close()
+		return nil, errf("sqlite", "prepare", err)
+	}
+	if s.insN, err = w.PrepareContext(ctx, insertSQL(insertChunk)); err != nil {
 		w.Close()
 		return nil, errf("sqlite", "prepare", err)
 	}
@@ -139,7 +152,7 @@ func (s *SQLite) migrate(ctx context.Context) error {
 
 // Close implements chain.Sink.
 func (s *SQLite) Close() error {
-	return errors.Join(s.ins.Close(), s.r.Close(), s.w.Close())
+	return errors.Join(s.ins.Close(), s.insN.Close(), s.r.Close(), s.w.Close())
 }
 
 // Append implements chain.Sink: one IMMEDIATE transaction, fsynced on commit.
@@ -152,6 +165,20 @@ func (s *SQLite) Append(ctx context.Context, entries []chain.Entry) error {
 		return errf("sqlite", "append", err)
 	}
 	defer tx.Rollback()
+	if len(entries) >= insertChunk {
+		insN := tx.StmtContext(ctx, s.insN)
+		args := make([]any, 0, insertChunk*len(columns))
+		for len(entries) >= insertChunk {
+			args = args[:0]
+			for _, e := range entries[:insertChunk] {
+				args = append(args, entryArgs(e)...)
+			}
+			if _, err := insN.ExecContext(ctx, args...); err != nil {
+				return sqliteErr("append", err)
+			}
+			entries = entries[insertChunk:]
+		}
+	}
 	ins := tx.StmtContext(ctx, s.ins)
 	for _, e := range entries {
 		if _, err := ins.ExecContext(ctx, entryArgs(e)...); err != nil {
