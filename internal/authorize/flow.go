@@ -150,9 +150,11 @@ func (h *Handler) consumeAuthRequest(ctx context.Context, id, userID string, now
 
 var errWrongUser = errors.New("authorize: request belongs to another user")
 
-// issueCode stores a code for ar and returns the redirect carrying it.
+// issueCode stores a code for ar and returns the redirect carrying it. The
+// code remembers sess (its auth_time, and its hash: online_access token
+// families end with that login session).
 func (h *Handler) issueCode(ctx context.Context, ev audit.Event, ar *storage.AuthRequest, user *storage.User,
-	authTime time.Time, granted scope.Set, patient string) (string, error) {
+	sess *storage.Session, granted scope.Set, patient string) (string, error) {
 	now := h.opts.Now()
 	ar, err := h.consumeAuthRequest(ctx, ar.ID, user.ID, now)
 	if err != nil {
@@ -168,7 +170,8 @@ func (h *Handler) issueCode(ctx context.Context, ev audit.Event, ar *storage.Aut
 		Scope:         granted.String(),
 		UserID:        user.ID,
 		Nonce:         ar.Nonce,
-		AuthTime:      authTime,
+		AuthTime:      sess.AuthTime,
+		SessionHash:   sess.Hash,
 		Context:       lc,
 		FamilyID:      secret.ID(),
 		CreatedAt:     now,

@@ -185,7 +185,7 @@ func (h *Handler) proceed(w http.ResponseWriter, r *http.Request, ar *storage.Au
 	default:
 		ev := h.event(r, audit.ActionCodeIssued)
 		ev.UserID, ev.FHIRUser, ev.ClientID = user.ID, user.FHIRUser, ar.ClientID
-		to, err := h.issueCode(ctx, ev, ar, user, sess.AuthTime, p.candidate, p.patient)
+		to, err := h.issueCode(ctx, ev, ar, user, sess, p.candidate, p.patient)
 		if err != nil {
 			h.fail(w, r, err)
 			return

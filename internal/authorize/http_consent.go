@@ -143,7 +143,7 @@ func (h *Handler) consentSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ev.Time = h.opts.Now()
-	to, err := h.issueCode(ctx, ev, ar, user, sess.AuthTime, granted, p.patient)
+	to, err := h.issueCode(ctx, ev, ar, user, sess, granted, p.patient)
 	if err != nil {
 		h.fail(w, r, err)
 		return
