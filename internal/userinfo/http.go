@@ -5,7 +5,9 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/fhirgate/fhirgate/internal/dpop"
 	"github.com/fhirgate/fhirgate/internal/httpx"
+	"github.com/fhirgate/fhirgate/internal/mtls"
 	"github.com/fhirgate/fhirgate/internal/oauth"
 )
 
@@ -35,10 +37,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
-	m := Meta{SourceIP: httpx.ClientIP(r), UserAgent: r.UserAgent()}
+	m := Meta{SourceIP: httpx.ClientIP(r), UserAgent: r.UserAgent(), Method: r.Method}
 	fail := func(err error) {
 		h.Refuse(r.Context(), m, err)
-		h.writeError(w, r, err)
+		h.writeError(w, r, m, err)
 	}
 	if r.URL.Query().Has("access_token") {
 		fail(oauth.Errorf(oauth.InvalidRequest, "access tokens are not accepted in the query"))
@@ -52,26 +54,60 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	raw := ""
 	if len(values) == 1 {
 		scheme, rest, _ := strings.Cut(values[0], " ")
-		if strings.EqualFold(scheme, "Bearer") {
+		switch {
+		case strings.EqualFold(scheme, "Bearer"):
 			raw = strings.TrimSpace(rest)
+		case strings.EqualFold(scheme, "DPoP"):
+			raw, m.DPoP = strings.TrimSpace(rest), true
 		}
+	}
+	var err error
+	if m.Proof, err = dpop.FromHeader(r.Header); err != nil {
+		fail(oauth.Wrap(oauth.InvalidDPoPProof, "send exactly one DPoP proof", err))
+		return
+	}
+	switch cert, err := mtls.ClientCert(r, h.opts.TrustedProxies); {
+	case err == nil:
+		m.ClientCert = cert
+	case !errors.Is(err, mtls.ErrNoCert):
+		fail(oauth.Wrap(oauth.InvalidRequest, "unacceptable client certificate header", err))
+		return
 	}
 	info, err := h.UserInfo(r.Context(), raw, m)
 	if err != nil {
-		h.writeError(w, r, err)
+		h.writeError(w, r, m, err)
 		return
 	}
 	httpx.WriteJSON(w, http.StatusOK, info)
 }
 
-// writeError renders err with the RFC 6750 §3 WWW-Authenticate challenge.
-// A request that simply lacked a token gets a challenge without error code
-// (RFC 6750 §3.1).
-func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
+// writeError renders err with the RFC 6750 §3 WWW-Authenticate challenge,
+// or the RFC 9449 §7.1 DPoP one when the token was sent with the DPoP scheme
+// or is DPoP-bound. A request that simply lacked a token gets a challenge
+// without error code (RFC 6750 §3.1), for each scheme accepted.
+func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, m Meta, err error) {
 	oe := oauth.As(err)
+	dpopErr := oe.Code == oauth.InvalidDPoPProof || oe.Code == dpop.UseDPoPNonce
 	switch {
 	case errors.Is(err, ErrNoToken):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="fhirgate"`)
+		if h.opts.DPoP != nil {
+			w.Header().Add("WWW-Authenticate", h.opts.DPoP.Challenge("fhirgate", "", ""))
+		}
+	case h.opts.DPoP != nil && (m.DPoP || dpopErr || errors.Is(err, ErrBoundAsBearer)):
+		w.Header().Set("WWW-Authenticate", h.opts.DPoP.Challenge("fhirgate", string(oe.Code), oe.Description))
+		if n := dpop.NonceOf(err); n != "" {
+			w.Header().Set(dpop.NonceHeader, n)
+		}
+		if dpopErr {
+			// At a protected resource these are 401 (RFC 9449 §7.1, §9),
+			// not the 400 of the token endpoint.
+			httpx.WriteJSON(w, http.StatusUnauthorized, map[string]string{
+				"error":             string(oe.Code),
+				"error_description": oe.Description,
+			})
+			return
+		}
 	case oe.Code == oauth.InvalidToken, oe.Code == oauth.InvalidRequest, oe.Code == oauth.InsufficientScope:
 		v := `Bearer realm="fhirgate", error="` + string(oe.Code) + `", error_description="` + quoteSafe(oe.Description) + `"`
 		if oe.Code == oauth.InsufficientScope {

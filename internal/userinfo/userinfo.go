@@ -6,6 +6,8 @@ package userinfo
 
 import (
 	"context"
+	"crypto/subtle"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +16,8 @@ import (
 	"time"
 
 	"github.com/fhirgate/fhirgate/internal/audit"
+	"github.com/fhirgate/fhirgate/internal/dpop"
+	"github.com/fhirgate/fhirgate/internal/mtls"
 	"github.com/fhirgate/fhirgate/internal/oauth"
 	"github.com/fhirgate/fhirgate/internal/scope"
 	"github.com/fhirgate/fhirgate/internal/storage"
@@ -29,6 +33,14 @@ var (
 	ErrFamilyRevoked = errors.New("userinfo: token family revoked")
 	ErrNoUser        = errors.New("userinfo: user no longer exists")
 	ErrNoToken       = errors.New("userinfo: no bearer token presented")
+	// ErrBoundAsBearer: a DPoP-bound token was sent with the Bearer scheme.
+	ErrBoundAsBearer = errors.New("userinfo: DPoP-bound token sent as a bearer token")
+	// ErrNotBound: a token without cnf.jkt was sent with the DPoP scheme.
+	ErrNotBound = errors.New("userinfo: token sent with the DPoP scheme is not DPoP-bound")
+	// ErrDPoPUnsupported: a DPoP-bound token arrived but no verifier is configured.
+	ErrDPoPUnsupported = errors.New("userinfo: DPoP not configured")
+	// ErrCertMismatch: a certificate-bound token came without its certificate.
+	ErrCertMismatch = errors.New("userinfo: client certificate does not match the token")
 )
 
 // Options configures the endpoint.
@@ -38,15 +50,25 @@ type Options struct {
 	Users  storage.Users
 	// FHIRBase is the audience the access tokens must carry.
 	FHIRBase string
-	Auditor  audit.Auditor
-	Logger   *slog.Logger
-	Now      func() time.Time
+	// DPoP verifies the proofs sent with DPoP-bound tokens (RFC 9449 §7);
+	// nil refuses DPoP-bound tokens.
+	DPoP *dpop.Verifier
+	// URL is the public URL of this endpoint, the htu of DPoP proofs
+	// (required with DPoP).
+	URL string
+	// TrustedProxies may pass the client certificate in a header (for
+	// certificate-bound tokens behind a TLS-terminating proxy).
+	TrustedProxies mtls.TrustedProxies
+	Auditor        audit.Auditor
+	Logger         *slog.Logger
+	Now            func() time.Time
 }
 
 // Handler serves /userinfo.
 type Handler struct {
 	opts     Options
 	fhirBase string
+	self     *url.URL // public URL, for DPoP htu
 }
 
 // New validates opts and fills defaults.
@@ -71,13 +93,20 @@ func New(opts Options) (*Handler, error) {
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return nil, fmt.Errorf("%w: FHIRBase %q is not an absolute http(s) URL", ErrOptions, opts.FHIRBase)
 	}
+	var self *url.URL
+	if opts.DPoP != nil {
+		self, err = url.Parse(opts.URL)
+		if err != nil || (self.Scheme != "https" && self.Scheme != "http") || self.Host == "" {
+			return nil, fmt.Errorf("%w: URL %q (needed for DPoP) is not an absolute http(s) URL", ErrOptions, opts.URL)
+		}
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Handler{opts: opts, fhirBase: strings.TrimRight(opts.FHIRBase, "/")}, nil
+	return &Handler{opts: opts, fhirBase: strings.TrimRight(opts.FHIRBase, "/"), self: self}, nil
 }
 
 // Info is the UserInfo response.
@@ -88,10 +117,18 @@ type Info struct {
 	PreferredUsername string `json:"preferred_username,omitempty"`
 }
 
-// Meta describes the caller for the audit record.
+// Meta describes the caller for the audit record, and how the token was
+// presented.
 type Meta struct {
 	SourceIP  string
 	UserAgent string
+	// DPoP says the token came with the DPoP authorization scheme; Proof is
+	// the DPoP header and Method the request method it must name.
+	DPoP   bool
+	Proof  string
+	Method string
+	// ClientCert is the TLS client certificate, for certificate-bound tokens.
+	ClientCert *x509.Certificate
 }
 
 // UserInfo returns the claims about the user the access token raw was issued
@@ -101,7 +138,7 @@ type Meta struct {
 // the audit trail fails (fail closed). Each outcome is audited.
 func (h *Handler) UserInfo(ctx context.Context, raw string, m Meta) (*Info, error) {
 	ev := audit.Event{Time: h.opts.Now(), Action: audit.ActionUserinfo, SourceIP: m.SourceIP, UserAgent: m.UserAgent}
-	info, err := h.userInfo(ctx, raw, &ev)
+	info, err := h.userInfo(ctx, raw, m, &ev)
 	if err != nil {
 		h.refused(ctx, ev, err)
 		return nil, err
@@ -128,7 +165,7 @@ func (h *Handler) refused(ctx context.Context, ev audit.Event, err error) {
 	}
 }
 
-func (h *Handler) userInfo(ctx context.Context, raw string, ev *audit.Event) (*Info, error) {
+func (h *Handler) userInfo(ctx context.Context, raw string, m Meta, ev *audit.Event) (*Info, error) {
 	if raw == "" {
 		return nil, oauth.Wrap(oauth.InvalidToken, "a bearer access token is required", ErrNoToken)
 	}
@@ -137,6 +174,9 @@ func (h *Handler) userInfo(ctx context.Context, raw string, ev *audit.Event) (*I
 		return nil, oauth.Wrap(oauth.InvalidToken, "the access token is invalid or expired", err)
 	}
 	ev.UserID, ev.ClientID, ev.TokenID, ev.Scope, ev.Patient = claims.Subject, claims.ClientID, claims.JTI, claims.Scope, claims.Patient
+	if err := h.checkBinding(ctx, raw, claims, m); err != nil {
+		return nil, err
+	}
 	granted, _, err := scope.ParseSet(claims.Scope)
 	if err != nil {
 		return nil, oauth.Wrap(oauth.InvalidToken, "the access token is invalid or expired", err)
@@ -174,4 +214,34 @@ func (h *Handler) userInfo(ctx context.Context, raw string, ev *audit.Event) (*I
 		info.PreferredUsername = user.Username
 	}
 	return info, nil
+}
+
+// checkBinding enforces the token's sender constraint: a DPoP-bound token
+// (cnf.jkt) only with the DPoP scheme and a valid proof by that key for this
+// request and token (RFC 9449 §7); an unbound token never with the DPoP
+// scheme; a certificate-bound token (cnf x5t#S256) only with that
+// certificate (RFC 8705 §3).
+func (h *Handler) checkBinding(ctx context.Context, raw string, claims *token.AccessClaims, m Meta) error {
+	jkt := claims.Cnf["jkt"]
+	switch {
+	case jkt != "" && !m.DPoP:
+		return oauth.Wrap(oauth.InvalidToken, "a DPoP-bound access token must be sent with the DPoP scheme", ErrBoundAsBearer)
+	case jkt == "" && m.DPoP:
+		return oauth.Wrap(oauth.InvalidToken, "the access token is not DPoP-bound; use the Bearer scheme", ErrNotBound)
+	case jkt != "":
+		if h.opts.DPoP == nil {
+			return oauth.Wrap(oauth.InvalidToken, "DPoP-bound tokens are not accepted here", ErrDPoPUnsupported)
+		}
+		p, err := h.opts.DPoP.Verify(ctx, m.Proof, m.Method, h.self, raw)
+		if err == nil && subtle.ConstantTimeCompare([]byte(p.JKT), []byte(jkt)) != 1 {
+			err = dpop.ErrKeyMismatch
+		}
+		if err != nil {
+			return dpop.OAuthError(err)
+		}
+	}
+	if x5t := claims.Cnf[mtls.CnfKey]; x5t != "" && !mtls.Matches(m.ClientCert, x5t) {
+		return oauth.Wrap(oauth.InvalidToken, "the access token is bound to another client certificate", ErrCertMismatch)
+	}
+	return nil
 }
