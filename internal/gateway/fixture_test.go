@@ -113,6 +113,7 @@ type fixtureOpts struct {
 	timeout   time.Duration
 	maxResp   int64
 	upstream  http.Handler // replaces the demo EHR
+	identity  bool         // sign an identity header upstream
 }
 
 func newFixture(t testing.TB, o fixtureOpts) *fixture {
@@ -147,6 +148,11 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 		upstream.Options{Now: clk.Now, BaseTransport: o.transport})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if o.identity {
+		if up.Identity, err = upstream.NewIdentity(upstream.IdentityOptions{Signer: km, Issuer: baseURL, Audience: ehrSrv.URL, Now: clk.Now}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := st.CreateClient(ctx, &storage.Client{ID: "app", Name: "app", AuthMethod: "none",
 		RedirectURIs: []string{appOrigin + "/callback"}, Scope: patientAll, CreatedAt: clk.Now()}); err != nil {

@@ -74,6 +74,7 @@ func (h *Handler) rewrite(up *upstream.Upstream, pr *httputil.ProxyRequest) {
 			out.Method = http.MethodGet
 		}
 	}
+	hd.Del(upstream.DefaultIdentityHeader) // only the gateway asserts identity
 	if id := up.Identity; id != nil {
 		c := x.v.claims
 		if a, err := id.Assert(upstream.Who{Subject: c.Subject, ClientID: c.ClientID, Patient: c.Patient,

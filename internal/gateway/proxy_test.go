@@ -10,12 +10,14 @@ import (
 	"time"
 
 	"github.com/fhirgate/fhirgate/internal/audit"
+	"github.com/fhirgate/fhirgate/internal/upstream"
 )
 
 func TestCredentialsNeverForwardedBasicInjected(t *testing.T) {
 	f := newFixture(t, fixtureOpts{})
 	tok, _ := f.token(patientAll, patientA)
-	r := f.do("GET", "/Patient/"+patientA, bearer(tok), "", "Cookie", "sid=abc", "DPoP", "x", "Connection", "X-Secret-Hop", "X-Secret-Hop", "1")
+	r := f.do("GET", "/Patient/"+patientA, bearer(tok), "", "Cookie", "sid=abc", "DPoP", "x", "Connection", "X-Secret-Hop", "X-Secret-Hop", "1",
+		upstream.DefaultIdentityHeader, "forged")
 	if r.status != 200 {
 		t.Fatalf("%d", r.status)
 	}
@@ -27,7 +29,7 @@ func TestCredentialsNeverForwardedBasicInjected(t *testing.T) {
 	if strings.Contains(strings.Join(up.Header.Values("Authorization"), ","), tok) {
 		t.Fatal("client token forwarded")
 	}
-	for _, h := range []string{"Cookie", "DPoP", "X-Secret-Hop"} {
+	for _, h := range []string{"Cookie", "DPoP", "X-Secret-Hop", upstream.DefaultIdentityHeader} {
 		if up.Header.Get(h) != "" {
 			t.Errorf("%s forwarded", h)
 		}
@@ -221,5 +223,21 @@ func TestUnsupportedAndMalformed(t *testing.T) {
 	}
 	if !f.audit.Has(ActionFHIRRequest, audit.Failure) {
 		t.Fatal("refusals not audited")
+	}
+}
+
+func TestIdentityHeader(t *testing.T) {
+	f := newFixture(t, fixtureOpts{identity: true})
+	tok, c := f.token(patientAll, patientA)
+	if r := f.do("GET", "/Patient/"+patientA, bearer(tok), "", upstream.DefaultIdentityHeader, "forged"); r.status != 200 {
+		t.Fatalf("%d", r.status)
+	}
+	raw := f.spy.last().Header.Get(upstream.DefaultIdentityHeader)
+	var claims upstream.IdentityClaims
+	if err := f.keys.Verify(raw, []string{"ES256"}, upstream.IdentityTyp, &claims); err != nil {
+		t.Fatalf("identity header %q: %v", raw, err)
+	}
+	if claims.Subject != c.Subject || claims.Patient != patientA || claims.ClientID != "app" || claims.Audience != f.ehrSrv.URL || claims.Scope != patientAll {
+		t.Fatalf("claims %+v", claims)
 	}
 }
