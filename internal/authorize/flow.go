@@ -170,6 +170,7 @@ func (h *Handler) issueCode(ctx context.Context, ev audit.Event, ar *storage.Aut
 		Scope:         granted.String(),
 		UserID:        user.ID,
 		Nonce:         ar.Nonce,
+		DPoPJKT:       ar.DPoPJKT,
 		AuthTime:      sess.AuthTime,
 		SessionHash:   sess.Hash,
 		Context:       lc,

@@ -150,6 +150,12 @@ func (h *Handler) validateRequest(ctx context.Context, q url.Values, pushed bool
 	case !pkceChallenge.MatchString(challenge):
 		return nil, fail(oauth.InvalidRequest, "code_challenge must be 43 base64url characters")
 	}
+	// RFC 9449 §10: dpop_jkt binds the code to a DPoP key (a SHA-256 JWK
+	// thumbprint has the same shape as an S256 challenge).
+	dpopJKT := q.Get("dpop_jkt")
+	if _, sent := q["dpop_jkt"]; sent && !pkceChallenge.MatchString(dpopJKT) {
+		return nil, fail(oauth.InvalidRequest, "dpop_jkt must be a base64url SHA-256 JWK thumbprint")
+	}
 	aud := q.Get("aud")
 	if res := q.Get("resource"); res != "" {
 		if aud != "" && strings.TrimRight(aud, "/") != strings.TrimRight(res, "/") {
@@ -194,6 +200,7 @@ func (h *Handler) validateRequest(ctx context.Context, q url.Values, pushed bool
 		CodeChallenge: challenge,
 		Audience:      audience,
 		ResponseMode:  "query",
+		DPoPJKT:       dpopJKT,
 		CreatedAt:     now,
 		ExpiresAt:     now.Add(AuthRequestTTL),
 	}
