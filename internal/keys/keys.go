@@ -69,6 +69,13 @@ type Options struct {
 	RetiredKeyTTL time.Duration
 	// Auditor, if set, records key rotations.
 	Auditor audit.Auditor
+	// RotationPeriod is how long a key signs before a scheduled rotation
+	// replaces it (see Schedule); zero turns scheduled rotation off.
+	RotationPeriod time.Duration
+	// Prepublish is how long before it starts signing the next key is
+	// published in the JWK Set; default DefaultPrepublish, capped at half
+	// of RotationPeriod.
+	Prepublish time.Duration
 }
 
 // Manager holds the signing keys in memory. It is safe for concurrent use.
@@ -79,6 +86,8 @@ type Manager struct {
 	log        *slog.Logger
 	retiredTTL time.Duration
 	auditor    audit.Auditor
+	period     time.Duration // scheduled rotation; 0 = off
+	prepublish time.Duration
 
 	reloadMu sync.Mutex // serialises Reload and Rotate
 	state    atomic.Pointer[state]
@@ -131,6 +140,9 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 		m.retiredTTL = DefaultRetiredKeyTTL
 	case m.retiredTTL < minRetiredKeyTTL:
 		return nil, fmt.Errorf("keys: RetiredKeyTTL %s is shorter than the longest token lifetime (%s)", m.retiredTTL, minRetiredKeyTTL)
+	}
+	if err := m.setSchedule(opts.RotationPeriod, opts.Prepublish); err != nil {
+		return nil, err
 	}
 	if IsDevKEK(m.kek) {
 		m.log.Warn("SIGNING KEYS ARE ENCRYPTED WITH THE PUBLIC DEVELOPMENT KEY-ENCRYPTION KEY: anyone with the database can read them. Set a real key-encryption key before production use.")
@@ -193,37 +205,7 @@ func (m *Manager) Rotate(ctx context.Context) ([]string, error) {
 
 // addKey generates, stores and activates a key for alg.
 func (m *Manager) addKey(ctx context.Context, alg string) (string, error) {
-	priv, err := generate(alg)
-	if err != nil {
-		return "", err
-	}
-	jwk, err := publicJWK(alg, priv)
-	if err != nil {
-		return "", err
-	}
-	pubJSON, err := jwk.MarshalJSON()
-	if err != nil {
-		return "", fmt.Errorf("keys: encode public key: %w", err)
-	}
-	sealed, err := seal(m.kek, jwk.KeyID, priv)
-	if err != nil {
-		return "", err
-	}
-	now := m.now()
-	rec := &storage.SigningKey{
-		KID:              jwk.KeyID,
-		Alg:              alg,
-		PublicJWK:        pubJSON,
-		EncryptedPrivate: sealed,
-		CreatedAt:        now,
-	}
-	if err := m.store.CreateSigningKey(ctx, rec); err != nil {
-		return "", fmt.Errorf("keys: store %s key: %w", alg, err)
-	}
-	if err := m.store.ActivateSigningKey(ctx, jwk.KeyID, now); err != nil {
-		return "", fmt.Errorf("keys: activate %s key: %w", alg, err)
-	}
-	return jwk.KeyID, nil
+	return m.createKey(ctx, alg, true)
 }
 
 // Reload re-reads the store, picking up keys another process created or
