@@ -1,0 +1,96 @@
+package anomaly_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/fhirgate/fhirgate/internal/anomaly"
+	"github.com/fhirgate/fhirgate/internal/audit"
+)
+
+type failing struct{}
+
+func (failing) Record(context.Context, audit.Event) error { return errors.New("disk full") }
+
+func TestTapFeedsDetector(t *testing.T) {
+	d, clk, _ := newDetector(t, anomaly.Config{
+		Scraping:     anomaly.ScrapingConfig{MaxPatients: 5},
+		AuthFailures: anomaly.AuthFailuresConfig{Max: 5},
+	})
+	next := &recorder{}
+	tap := anomaly.Tap{Next: next, Detector: d}
+	ctx := context.Background()
+	ev := func(a audit.Action, o audit.Outcome, reason, patient string) audit.Event {
+		return audit.Event{Time: clk.Now(), Action: a, Outcome: o, Reason: reason, ClientID: "app", UserID: "u1", SourceIP: "192.0.2.1", Patient: patient}
+	}
+	for i := range 6 {
+		_ = tap.Record(ctx, ev("fhir.request", audit.Success, "", fmt.Sprint("p", i)))
+	}
+	for range 5 {
+		_ = tap.Record(ctx, ev(audit.ActionLogin, audit.Failure, "bad password", ""))
+	}
+	_ = tap.Record(ctx, ev(audit.ActionRefreshReuse, audit.Failure, "reuse", ""))
+	_ = tap.Record(ctx, ev("token.leaked", audit.Failure, "", ""))
+	_ = tap.Record(ctx, ev(audit.ActionTokenRefused, audit.Failure, "invalid_dpop_proof: the proof was replayed", ""))
+	if len(next.events) != 14 {
+		t.Fatalf("Next saw %d events, want 14", len(next.events))
+	}
+	got := map[anomaly.Rule]anomaly.Subject{}
+	for _, a := range list(t, d) {
+		got[a.Rule] = a.Subject
+	}
+	want := map[anomaly.Rule]anomaly.Subject{
+		anomaly.RulePatientScraping: {Kind: anomaly.SubjectUser, ID: "u1"},
+		anomaly.RuleAuthFailures:    {Kind: anomaly.SubjectIP, ID: "192.0.2.1"}, // login failures count by address
+		anomaly.RuleRefreshReuse:    {Kind: anomaly.SubjectUser, ID: "u1"},
+		anomaly.RuleTokenInURL:      {Kind: anomaly.SubjectUser, ID: "u1"},
+		anomaly.RuleReplay:          {Kind: anomaly.SubjectClient, ID: "app"},
+	}
+	for r, s := range want {
+		if got[r] != s {
+			t.Errorf("rule %s: subject %v, want %v", r, got[r], s)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("raised %v, want %v", got, want)
+	}
+}
+
+func TestTapQuietOnOrdinaryEvents(t *testing.T) {
+	d, clk, _ := newDetector(t, anomaly.Config{})
+	tap := anomaly.Tap{Next: &recorder{}, Detector: d}
+	for i := range 500 {
+		e := audit.Event{Time: clk.Now(), ClientID: "app", UserID: fmt.Sprint("u", i%20), SourceIP: "192.0.2.1"}
+		switch i % 5 {
+		case 0:
+			e.Action, e.Outcome = audit.ActionLogin, audit.Success
+		case 1:
+			e.Action, e.Outcome = audit.ActionTokenIssued, audit.Success
+		case 2:
+			e.Action, e.Outcome, e.Patient = "fhir.request", audit.Success, fmt.Sprint("p", i%20)
+		case 3:
+			e.Action, e.Outcome, e.Reason = "fhir.request", audit.Failure, "insufficient scope"
+		case 4:
+			e.Action, e.Outcome = audit.ActionConsentGranted, audit.Success
+		}
+		_ = tap.Record(context.Background(), e)
+		clk.Advance(3 * time.Second)
+	}
+	if as := list(t, d); len(as) != 0 {
+		t.Fatalf("ordinary events raised %+v", as)
+	}
+}
+
+func TestTapKeepsNextError(t *testing.T) {
+	d, _, _ := newDetector(t, anomaly.Config{})
+	err := anomaly.Tap{Next: failing{}, Detector: d}.Record(context.Background(), audit.Event{Action: "token.leaked", ClientID: "c"})
+	if err == nil {
+		t.Fatal("the tap swallowed the auditor's error (fail-closed callers depend on it)")
+	}
+	if len(list(t, d)) != 1 {
+		t.Fatal("the detector missed an event the auditor failed to keep")
+	}
+}
