@@ -11,6 +11,7 @@ import (
 	"github.com/fhirgate/fhirgate/internal/replay"
 	"github.com/fhirgate/fhirgate/internal/replay/replaytest"
 	"github.com/fhirgate/fhirgate/internal/storage"
+	"github.com/fhirgate/fhirgate/internal/storage/storagetest/backends"
 )
 
 func TestMemoryConformance(t *testing.T) {
@@ -19,6 +20,14 @@ func TestMemoryConformance(t *testing.T) {
 
 func TestFromStoreConformance(t *testing.T) {
 	replaytest.Run(t, replay.FromStore(newFakeReplays(), time.Now))
+}
+
+// TestFromStoreBackends runs the suite on SQLite and, when configured,
+// PostgreSQL: the replay cache every node sharing the database uses.
+func TestFromStoreBackends(t *testing.T) {
+	backends.Run(t, func(t *testing.T, open func(t testing.TB) storage.Store) {
+		replaytest.Run(t, replay.FromStore(open(t), time.Now))
+	})
 }
 
 // clock is a settable test clock.
