@@ -15,6 +15,7 @@ import (
 
 	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/clientauth"
+	"github.com/fhirgate/fhirgate/internal/mtls"
 	"github.com/fhirgate/fhirgate/internal/oauth"
 	"github.com/fhirgate/fhirgate/internal/storage"
 )
@@ -41,9 +42,12 @@ type Options struct {
 	Requests   storage.AuthRequests
 	Validator  Validator
 	TTL        time.Duration // DefaultTTL when zero; at most MaxTTL
-	Auditor    audit.Auditor
-	Logger     *slog.Logger
-	Now        func() time.Time
+	// TrustedProxies may pass the client certificate of a TLS connection
+	// they terminated in a header (tls_client_auth behind a proxy).
+	TrustedProxies mtls.TrustedProxies
+	Auditor        audit.Auditor
+	Logger         *slog.Logger
+	Now            func() time.Time
 }
 
 // Handler serves POST /par.
