@@ -56,6 +56,10 @@ func (h *Handler) rewrite(up *upstream.Upstream, pr *httputil.ProxyRequest) {
 	}
 	hd.Del("Authorization")
 	hd.Del("DPoP")
+	// The method the gateway decided on is the method the upstream sees.
+	hd.Del("X-HTTP-Method-Override")
+	hd.Del("X-HTTP-Method")
+	hd.Del("X-Method-Override")
 	hd.Del("Cookie")
 	hd.Del("Proxy-Authorization")
 	if x.body != nil {

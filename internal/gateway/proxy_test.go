@@ -241,3 +241,28 @@ func TestIdentityHeader(t *testing.T) {
 		t.Fatalf("claims %+v", claims)
 	}
 }
+
+func TestSmugglingRefused(t *testing.T) {
+	f := newFixture(t, fixtureOpts{})
+	tok, _ := f.token("user/Observation.rs", "")
+	// A query the gateway cannot parse is not forwarded for the upstream to read its own way.
+	if r := f.do("GET", "/Observation?code=x;_include=Observation:patient", bearer(tok), ""); r.status != http.StatusBadRequest {
+		t.Fatalf("semicolon query: %d", r.status)
+	}
+	if r := f.do("GET", "/Observation?code=%zz", bearer(tok), ""); r.status != http.StatusBadRequest {
+		t.Fatalf("bad escape: %d", r.status)
+	}
+	// Method overrides never reach the upstream.
+	if r := f.do("GET", "/Observation/obs-001-01", bearer(tok), "", "X-HTTP-Method-Override", "DELETE"); r.status != 200 {
+		t.Fatalf("%d", r.status)
+	}
+	if h := f.spy.last().Header.Get("X-HTTP-Method-Override"); h != "" {
+		t.Fatal("method override forwarded")
+	}
+	// Conditional create would be an existence oracle for other patients.
+	tok2, _ := f.token("patient/Observation.c", patientA)
+	body := `{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/` + patientA + `"}}`
+	if r := f.do("POST", "/Observation", bearer(tok2), body, "If-None-Exist", "subject=Patient/"+patientB); r.status != http.StatusBadRequest {
+		t.Fatalf("conditional create: %d", r.status)
+	}
+}

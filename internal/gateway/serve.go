@@ -24,14 +24,15 @@ type exchange struct {
 	v        *verified
 	up       *upstream.Upstream
 	relPath  string
-	// rawQuery is the query to forward; queryChanged says it differs from
-	// the client's.
-	rawQuery     string
-	queryChanged bool
+	// rawQuery is the query to forward: the parsed and checked one,
+	// re-encoded, with any constraints added.
+	rawQuery string
 	// body replaces the request body when set (writes, batches, POST _search).
 	body    []byte
 	inspect bool
-	event   audit.Event // the write-ahead audit event, reused for response audits
+	// conditional marks a create with If-None-Exist.
+	conditional bool
+	event       audit.Event // the write-ahead audit event, reused for response audits
 }
 
 type exchangeKey struct{}
@@ -111,13 +112,20 @@ func (h *Handler) authorized(w http.ResponseWriter, r *http.Request, ev audit.Ev
 	c := v.claims
 	ev.UserID, ev.ClientID, ev.FHIRUser, ev.Scope, ev.TokenID, ev.Patient = c.Subject, c.ClientID, c.FHIRUser, c.Scope, c.JTI, c.Patient
 
-	query := r.URL.Query()
+	query, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		// What the gateway cannot parse it cannot check; an upstream might
+		// read it differently (";" separators, bad escapes).
+		h.deny(w, r, ev, http.StatusBadRequest, fhir.CodeInvalid, "the query string is malformed", "malformed query: "+err.Error())
+		return
+	}
 	classifyQuery := query
-	isSearchPost := form != nil && strings.HasSuffix(rel, "/_search")
+	isSearchPost := form != nil && (strings.HasSuffix(rel, "/_search") || rel == "/_search")
+	var req fhir.Request
 	if isSearchPost {
 		classifyQuery = mergeValues(query, form)
 	}
-	req, err := fhir.Classify(r.Method, rel, classifyQuery)
+	req, err = fhir.Classify(r.Method, rel, classifyQuery)
 	if err != nil {
 		code, status := fhir.CodeInvalid, http.StatusBadRequest
 		if errors.Is(err, fhir.ErrUnsupported) {
@@ -129,9 +137,10 @@ func (h *Handler) authorized(w http.ResponseWriter, r *http.Request, ev audit.Ev
 	if ev.Patient == "" {
 		ev.Patient = patientOf(req)
 	}
-	x := &exchange{req: req, v: v, relPath: rel, rawQuery: r.URL.RawQuery}
+	// Forward exactly what was parsed and checked, never the raw text.
+	x := &exchange{req: req, v: v, relPath: rel, rawQuery: query.Encode()}
 	if form != nil {
-		x.body = formBody // already read; forwarded as is unless constraints change it
+		x.body = []byte(form.Encode())
 	}
 
 	var decision policy.Decision
@@ -196,7 +205,7 @@ func (h *Handler) authorized(w http.ResponseWriter, r *http.Request, ev audit.Ev
 			if isSearchPost {
 				x.body = []byte(form.Encode())
 			} else {
-				x.rawQuery, x.queryChanged = query.Encode(), true
+				x.rawQuery = query.Encode()
 			}
 		}
 	}
@@ -204,7 +213,7 @@ func (h *Handler) authorized(w http.ResponseWriter, r *http.Request, ev audit.Ev
 	if x.inspect && (query.Has("_format") || query.Has("_pretty")) {
 		query.Del("_format")
 		query.Del("_pretty")
-		x.rawQuery, x.queryChanged = query.Encode(), true
+		x.rawQuery = query.Encode()
 	}
 
 	// Write-ahead audit: nothing is forwarded unless it is recorded.

@@ -37,6 +37,7 @@ func (h *Handler) checkWrites(ctx context.Context, w http.ResponseWriter, r *htt
 			return false
 		}
 		x.body = body
+		x.conditional = r.Header.Get("If-None-Exist") != ""
 		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != fhirJSON && mt != "application/json" {
 			ref = &writeRefusal{status: http.StatusUnsupportedMediaType, code: fhir.CodeNotSupported,
 				diagnostics: "send resources as application/fhir+json", reason: "write body not JSON"}
@@ -114,6 +115,13 @@ func (h *Handler) checkWrite(ctx context.Context, x *exchange, req fhir.Request,
 	}
 	if c.Patient == "" && len(c.Queries) == 0 {
 		return nil
+	}
+	if x.conditional {
+		// A conditional create searches the whole server: its answer would
+		// reveal whether another patient's matching resource exists.
+		return &writeRefusal{status: http.StatusBadRequest, code: fhir.CodeNotSupported,
+			diagnostics: "conditional create (If-None-Exist) is not available with a patient-limited or query-limited token",
+			reason:      "conditional create under compartment or query constraint", expr: expr}
 	}
 	if req.Interaction == fhir.Patch {
 		// The result of a patch cannot be checked before it is applied.
