@@ -2,6 +2,9 @@ package par_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -15,10 +18,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
+
 	"github.com/fhirgate/fhirgate/internal/audit/audittest"
 	"github.com/fhirgate/fhirgate/internal/authorize"
 	"github.com/fhirgate/fhirgate/internal/clientauth"
 	"github.com/fhirgate/fhirgate/internal/par"
+	"github.com/fhirgate/fhirgate/internal/replay"
 	"github.com/fhirgate/fhirgate/internal/session"
 	"github.com/fhirgate/fhirgate/internal/storage"
 	"github.com/fhirgate/fhirgate/internal/storage/sqlite"
@@ -322,4 +328,67 @@ func TestRequirePAR(t *testing.T) {
 		t.Fatalf("global PAR: %d %s", r.status, r.header.Get("Location"))
 	}
 	wantLogin(t, g.authorize(url.Values{"client_id": {"pub"}, "request_uri": {g.requestURI("pub")}}), "")
+}
+
+func TestPushWithPrivateKeyJWT(t *testing.T) {
+	e := newEnv(t, false)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k", Algorithm: "ES256"}}})
+	c := storage.Client{ID: "jwt", Name: "jwt", AuthMethod: "private_key_jwt", JWKS: set, RedirectURIs: []string{redirect},
+		Scope: "openid patient/*.rs launch/patient", GrantTypes: []string{"authorization_code"}}
+	if err := e.store.CreateClient(context.Background(), &c); err != nil {
+		t.Fatal(err)
+	}
+	// A handler whose authenticator accepts assertions for the PAR endpoint.
+	mux := http.NewServeMux()
+	ph, err := par.New(par.Options{ClientAuth: &clientauth.Authenticator{Clients: e.store, Now: e.clock.Now,
+		Audiences: []string{"https://as.example/par"}, Replay: replay.NewMemory(e.clock.Now, 100)},
+		Requests: e.store, Validator: parValidator(t, e), Auditor: e.audit, Now: e.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ph.Register(mux)
+	assertion := func(aud string) string {
+		s, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: "k"}}, nil)
+		b, _ := json.Marshal(map[string]any{"iss": "jwt", "sub": "jwt", "aud": aud, "jti": aud + e.clock.Now().String(),
+			"exp": e.clock.Now().Add(time.Minute).Unix()})
+		o, _ := s.Sign(b)
+		raw, _ := o.CompactSerialize()
+		return raw
+	}
+	do := func(aud string) *httptest.ResponseRecorder {
+		form := e.params("jwt", "client_id", "")
+		form.Set("client_assertion_type", clientauth.AssertionTypeJWTBearer)
+		form.Set("client_assertion", assertion(aud))
+		r := httptest.NewRequest(http.MethodPost, "/par", strings.NewReader(form.Encode()))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, r)
+		return w
+	}
+	if w := do("https://as.example/par"); w.Code != http.StatusCreated {
+		t.Fatalf("push: %d %s", w.Code, w.Body)
+	}
+	if w := do("https://other.example/par"); w.Code != http.StatusUnauthorized {
+		t.Fatalf("wrong aud: %d %s", w.Code, w.Body)
+	}
+}
+
+// parValidator builds an authorize handler on e's store for a second PAR handler.
+func parValidator(t *testing.T, e *env) par.Validator {
+	t.Helper()
+	sm, err := session.New(session.Options{Store: e.store, Now: e.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	az, err := authorize.New(authorize.Options{Issuer: e.srv.URL, FHIRBases: []string{e.base}, Clients: e.store,
+		AuthRequests: e.store, AuthCodes: e.store, Launches: e.store, Consents: e.store, Users: e.store,
+		Patients: e.store, Sessions: sm, Auditor: e.audit, Now: e.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return az
 }
