@@ -71,10 +71,10 @@ type Reference struct {
 // Extension is a FHIR Extension (the value types used here; the chain
 // sequence number is a string because it can exceed FHIR's 32-bit integer).
 type Extension struct {
-	URL          string      `json:"url"`
-	ValueString  string      `json:"valueString,omitempty"`
-	ValueCode    string      `json:"valueCode,omitempty"`
-	Extension    []Extension `json:"extension,omitempty"`
+	URL         string      `json:"url"`
+	ValueString string      `json:"valueString,omitempty"`
+	ValueCode   string      `json:"valueCode,omitempty"`
+	Extension   []Extension `json:"extension,omitempty"`
 }
 
 // Network is AuditEvent.agent.network.
