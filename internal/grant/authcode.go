@@ -100,6 +100,7 @@ func (h *Handler) authorizationCode(ctx context.Context, client *storage.Client,
 		ExpiresAt: now.Add(h.opts.RefreshAbsolute),
 	}
 	fam.DPoPJKT, fam.CertThumbprint = familyBinding(client, bnd)
+	fam.SessionHash = onlineSession(granted, ac)
 	if err := h.opts.Tokens.CreateFamily(ctx, fam); errors.Is(err, storage.ErrConflict) {
 		// A concurrent reuse of this code got there first and created the
 		// family revoked.
@@ -122,7 +123,7 @@ func (h *Handler) authorizationCode(ctx context.Context, client *storage.Client,
 	if err != nil {
 		return nil, err
 	}
-	if wantsRefresh(client, granted) {
+	if wantsRefresh(client, granted) && refreshable(granted, fam) {
 		rt := secret.Token()
 		if err := h.opts.Tokens.CreateRefreshToken(ctx, &storage.RefreshToken{
 			Hash:      storage.HashSecret(rt),

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -25,7 +24,7 @@ import (
 	"github.com/fhirgate/fhirgate/internal/oauth"
 	"github.com/fhirgate/fhirgate/internal/secret"
 	"github.com/fhirgate/fhirgate/internal/storage"
-	"github.com/fhirgate/fhirgate/internal/storage/sqlite"
+	"github.com/fhirgate/fhirgate/internal/storage/storagetest/backends"
 	"github.com/fhirgate/fhirgate/internal/token"
 	"github.com/fhirgate/fhirgate/internal/userinfo"
 )
@@ -58,7 +57,7 @@ func (c *clock) Add(d time.Duration) {
 type fixture struct {
 	t      testing.TB
 	ctx    context.Context
-	store  *sqlite.Store
+	store  storage.Store
 	clock  *clock
 	keys   *keys.Manager
 	issuer *token.Issuer
@@ -88,14 +87,15 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func newFixture(t testing.TB) *fixture {
+func newFixture(t testing.TB, mods ...func(*grant.Options)) *fixture {
+	t.Helper()
+	return newFixtureOn(t, backends.OpenSQLite(t), mods...)
+}
+
+// newFixtureOn builds the fixture on st; mods adjust the grant options.
+func newFixtureOn(t testing.TB, st storage.Store, mods ...func(*grant.Options)) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "fhirgate.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
 	clk := &clock{t: time.Now().Truncate(time.Second)}
 	km, err := keys.New(ctx, keys.Options{Store: st, KEK: keys.DevKEK(), Now: clk.Now})
 	if err != nil {
@@ -108,10 +108,14 @@ func newFixture(t testing.TB) *fixture {
 	rec := &audittest.Recorder{}
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	h, err := grant.New(grant.Options{
-		Clients: st, Codes: st, Tokens: st, Users: st, Issuer: iss,
+	opts := grant.Options{
+		Clients: st, Codes: st, Tokens: st, Users: st, Issuer: iss, Sessions: st,
 		IssuerURL: issuerURL, FHIRBase: fhirBase, Auditor: rec, Now: clk.Now, Logger: logger,
-	})
+	}
+	for _, m := range mods {
+		m(&opts)
+	}
+	h, err := grant.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,6 +161,7 @@ type codeOpts struct {
 	nonce   string
 	expires time.Duration
 	userID  string
+	session []byte // the approving login session's hash (online_access)
 }
 
 // code stores an authorization code for client and returns the code and
@@ -178,7 +183,7 @@ func (f *fixture) code(c *storage.Client, o codeOpts) (code, verifier string) {
 	if err := f.store.CreateAuthCode(f.ctx, &storage.AuthCode{
 		Hash: storage.HashSecret(code), ClientID: c.ID, RedirectURI: redirectURI,
 		CodeChallenge: challenge(verifier), Scope: o.scope, UserID: o.userID, Nonce: o.nonce,
-		AuthTime: now.Add(-10 * time.Second), Context: o.context, FamilyID: secret.ID(),
+		AuthTime: now.Add(-10 * time.Second), Context: o.context, FamilyID: secret.ID(), SessionHash: o.session,
 		CreatedAt: now, ExpiresAt: now.Add(o.expires),
 	}); err != nil {
 		f.t.Fatal(err)

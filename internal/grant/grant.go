@@ -71,6 +71,10 @@ type Options struct {
 	// that lost the response retries; FAPI 2.0). 0 turns retries off: any
 	// second presentation is reuse. Config default DefaultRefreshRetryWindow.
 	RefreshRetryWindow time.Duration
+	// Sessions looks up login sessions: refresh tokens of online_access
+	// grants stop working once the session that approved them has ended.
+	// Without it such refreshes are refused (fail closed).
+	Sessions SessionLookup
 	// DPoP verifies DPoP proofs (RFC 9449); nil refuses requests carrying one.
 	DPoP *dpop.Verifier
 	// TokenURL is the public /token URL DPoP proofs must name (htu);

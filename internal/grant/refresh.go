@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"time"
 
 	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/oauth"
@@ -17,7 +18,61 @@ import (
 var (
 	ErrRefreshReuse  = errors.New("grant: refresh token used after rotation")
 	ErrRefreshClient = errors.New("grant: refresh token issued to another client")
+	// ErrSessionEnded: an online_access refresh token outlived its login session.
+	ErrSessionEnded = errors.New("grant: the login session of an online_access grant has ended")
 )
+
+// ReasonSessionEnded is the revocation reason of an online_access family
+// found refreshing after its login session ended.
+const ReasonSessionEnded = "login session ended (online_access)"
+
+// SessionLookup finds login sessions (storage.Sessions satisfies it).
+type SessionLookup interface {
+	GetSession(ctx context.Context, hash []byte, now time.Time) (*storage.Session, error)
+}
+
+// onlineSession returns the login session an online_access family ends
+// with, or nil for grants with offline_access (whose refresh tokens have an
+// idle and an absolute lifetime instead).
+func onlineSession(granted scope.Set, ac *storage.AuthCode) []byte {
+	if granted.Has(scope.OfflineAccess) || !granted.Has(scope.OnlineAccess) {
+		return nil
+	}
+	return ac.SessionHash
+}
+
+// refreshable reports whether the family may carry a refresh token: always
+// with offline_access; with online_access only when it is tied to a login
+// session (a code without one gets no refresh token: fail closed).
+func refreshable(granted scope.Set, fam *storage.TokenFamily) bool {
+	return granted.Has(scope.OfflineAccess) || (granted.Has(scope.OnlineAccess) && len(fam.SessionHash) > 0)
+}
+
+// checkSession refuses (and revokes the family of) an online_access refresh
+// whose login session is gone or expired.
+func (h *Handler) checkSession(ctx context.Context, fam *storage.TokenFamily) error {
+	if len(fam.SessionHash) == 0 {
+		return nil
+	}
+	if h.opts.Sessions == nil {
+		return oauth.Wrap(oauth.InvalidGrant, "refresh token expired",
+			fmt.Errorf("%w: no session store configured", ErrSessionEnded))
+	}
+	now := h.opts.Now()
+	_, err := h.opts.Sessions.GetSession(ctx, fam.SessionHash, now)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, storage.ErrNotFound), errors.Is(err, storage.ErrExpired):
+		rerr := h.opts.Tokens.RevokeFamily(context.WithoutCancel(ctx), fam.ID, now, ReasonSessionEnded)
+		if rerr != nil {
+			h.opts.Logger.ErrorContext(ctx, "revoking an ended online_access family failed", "family", fam.ID, "error", rerr)
+		}
+		return oauth.Wrap(oauth.InvalidGrant, "refresh token expired (the login session ended)", fmt.Errorf("%w: %w", ErrSessionEnded, err))
+	default:
+		return storeError("get session", err)
+	}
+}
 
 // refreshToken rotates a refresh token (RFC 6749 §6, RFC 9700 §4.14): the
 // presented token is replaced by a new one in one store transaction; a token
@@ -49,6 +104,9 @@ func (h *Handler) refreshToken(ctx context.Context, client *storage.Client, form
 	// The DPoP key or certificate binding (public clients), checked before
 	// rotating so that a thief without the key cannot burn the token.
 	if err := checkFamilyBinding(fam, bindingFrom(ctx)); err != nil {
+		return nil, err
+	}
+	if err := h.checkSession(ctx, fam); err != nil {
 		return nil, err
 	}
 	familyScope, _, err := scope.ParseSet(fam.Scope)

@@ -105,8 +105,13 @@ func TestNoRefreshTokenWithoutOfflineAccess(t *testing.T) {
 	if _, ok := b["refresh_token"]; ok {
 		t.Error("refresh_token without offline_access or online_access")
 	}
-	code, verifier = f.code(c, codeOpts{scope: "openid online_access"})
+	code, verifier = f.code(c, codeOpts{scope: "openid online_access", session: f.session()})
 	if wantOK(t, f.exchange(code, verifier, public(c))).str("refresh_token") == "" {
 		t.Error("no refresh_token with online_access")
+	}
+	// online_access without a login session to end with: fail closed.
+	code, verifier = f.code(c, codeOpts{scope: "openid online_access"})
+	if _, ok := wantOK(t, f.exchange(code, verifier, public(c)))["refresh_token"]; ok {
+		t.Error("online_access refresh_token not tied to a login session")
 	}
 }
