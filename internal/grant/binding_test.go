@@ -220,8 +220,9 @@ func TestDPoPTokenRequestRefusals(t *testing.T) {
 		"two proofs":  {f.proof(t, k, "POST", tokenEndpoint, nil), f.proof(t, k, "POST", tokenEndpoint, nil)},
 		"not a proof": {"abc"},
 	} {
-		wantError(t, f.exchangeDPoP(code, verifier, public(c), proofs...), 400, oauth.InvalidDPoPProof)
-		_ = name
+		t.Run(name, func(t *testing.T) {
+			wantError(t, f.exchangeDPoP(code, verifier, public(c), proofs...), 400, oauth.InvalidDPoPProof)
+		})
 	}
 	// None of the refusals consumed the code; a replayed proof is refused.
 	p := f.proof(t, k, "POST", tokenEndpoint, nil)
