@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/fhirgate/fhirgate/internal/audit"
+	"github.com/fhirgate/fhirgate/internal/metrics"
 )
 
 // Audit actions of other features the tap understands (named here by value
@@ -15,11 +16,14 @@ const (
 )
 
 // Tap is an audit.Auditor that passes every event to Next and feeds the
-// detector what the event shows. Wrapping the auditor the features already
-// report to lets the detector see every request without hooks in each.
+// detector (and the token and refusal counters) what the event shows.
+// Wrapping the auditor the features already report to lets the detector
+// see every request without hooks in each. Give the Detector itself the
+// unwrapped auditor.
 type Tap struct {
 	Next     audit.Auditor
 	Detector *Detector
+	Metrics  *metrics.Registry
 }
 
 // Record implements audit.Auditor: Next's answer is returned unchanged.
@@ -30,7 +34,85 @@ func (t Tap) Record(ctx context.Context, e audit.Event) error {
 			t.Detector.Observe(o)
 		}
 	}
+	if t.Metrics != nil {
+		count(t.Metrics, e)
+	}
 	return err
+}
+
+// count feeds the tokens-issued and refusals counters. Label values come
+// from a closed set: grant types, OAuth error codes (the part of a token
+// refusal's reason before the colon, when it looks like one), fixed words.
+func count(m *metrics.Registry, e audit.Event) {
+	switch e.Action {
+	case audit.ActionTokenIssued:
+		if e.Outcome == audit.Success {
+			if e.UserID != "" {
+				m.TokenIssued("authorization_code")
+			} else {
+				m.TokenIssued("client_credentials")
+			}
+		}
+	case audit.ActionTokenRefreshed:
+		if e.Outcome == audit.Success {
+			m.TokenIssued("refresh_token")
+		}
+	case audit.ActionTokenRefused:
+		code, _, _ := strings.Cut(e.Reason, ":")
+		if !isCode(code) {
+			code = "other"
+		}
+		m.Refused("token", code)
+	case auditFHIRRequest:
+		if e.Outcome == audit.Failure {
+			m.Refused("gateway", gatewayReason(e.Reason))
+		}
+	case audit.ActionLogin:
+		if e.Outcome == audit.Failure {
+			m.Refused("login", "failure")
+		}
+	case audit.ActionLockout:
+		m.Refused("login", "lockout")
+	case auditTokenLeaked:
+		m.Refused("gateway", "token_in_url")
+	}
+}
+
+// isCode reports whether s looks like an OAuth error code.
+func isCode(s string) bool {
+	if s == "" || len(s) > 40 {
+		return false
+	}
+	for _, r := range s {
+		if (r < 'a' || r > 'z') && r != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+// gatewayReason buckets a gateway refusal's free-text reason.
+func gatewayReason(reason string) string {
+	r := strings.ToLower(reason)
+	switch {
+	case strings.HasPrefix(r, "rate limit"):
+		return "rate_limited"
+	case strings.HasPrefix(r, "suspended"):
+		return "suspended"
+	case strings.Contains(r, "token"):
+		return "invalid_token"
+	case strings.Contains(r, "scope"):
+		return "insufficient_scope"
+	default:
+		return "denied"
+	}
+}
+
+// ownRefusal reports a refusal by the rate limiter or a suspension, which
+// must not count as an authentication failure.
+func ownRefusal(reason string) bool {
+	r := strings.ToLower(reason)
+	return strings.HasPrefix(r, "rate limit") || strings.HasPrefix(r, "suspended")
 }
 
 // Observations maps an audit event to what the detector should see:
@@ -49,6 +131,9 @@ func Observations(e audit.Event) []Observation {
 	replay := failed && strings.Contains(strings.ToLower(e.Reason), "replay")
 	switch e.Action {
 	case auditFHIRRequest:
+		if failed && ownRefusal(e.Reason) {
+			return nil
+		}
 		o := base
 		o.Kind, o.Status = Request, 200
 		if failed {

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/fhirgate/fhirgate/internal/metrics"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,5 +95,38 @@ func TestTapKeepsNextError(t *testing.T) {
 	}
 	if len(list(t, d)) != 1 {
 		t.Fatal("the detector missed an event the auditor failed to keep")
+	}
+}
+
+func TestTapCountsMetricsAndSkipsOwnRefusals(t *testing.T) {
+	d, clk, _ := newDetector(t, anomaly.Config{AuthFailures: anomaly.AuthFailuresConfig{Max: 3}})
+	m := metrics.New()
+	tap := anomaly.Tap{Next: &recorder{}, Detector: d, Metrics: m}
+	ctx := context.Background()
+	for range 10 {
+		_ = tap.Record(ctx, audit.Event{Time: clk.Now(), Action: "fhir.request", Outcome: audit.Failure, Reason: "rate limited (client)", ClientID: "app"})
+	}
+	if as := list(t, d); len(as) != 0 {
+		t.Fatalf("429s counted as auth failures: %+v", as)
+	}
+	_ = tap.Record(ctx, audit.Event{Action: audit.ActionTokenIssued, Outcome: audit.Success, UserID: "u", ClientID: "app"})
+	_ = tap.Record(ctx, audit.Event{Action: audit.ActionTokenIssued, Outcome: audit.Success, ClientID: "svc"})
+	_ = tap.Record(ctx, audit.Event{Action: audit.ActionTokenRefreshed, Outcome: audit.Success, UserID: "u"})
+	_ = tap.Record(ctx, audit.Event{Action: audit.ActionTokenRefused, Outcome: audit.Failure, Reason: "invalid_grant: code expired"})
+	_ = tap.Record(ctx, audit.Event{Action: audit.ActionTokenRefused, Outcome: audit.Failure, Reason: "Weird Text/with:colon"})
+	w := httptest.NewRecorder()
+	m.Handler().ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+	body := w.Body.String()
+	for _, want := range []string{
+		`fhirgate_tokens_issued_total{grant_type="authorization_code"} 1`,
+		`fhirgate_tokens_issued_total{grant_type="client_credentials"} 1`,
+		`fhirgate_tokens_issued_total{grant_type="refresh_token"} 1`,
+		`fhirgate_refusals_total{component="token",reason="invalid_grant"} 1`,
+		`fhirgate_refusals_total{component="token",reason="other"} 1`,
+		`fhirgate_refusals_total{component="gateway",reason="rate_limited"} 10`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 }
