@@ -20,8 +20,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"net/netip"
+	"net/textproto"
 	"net/url"
 	"strings"
 	"time"
@@ -74,7 +74,7 @@ type TrustedProxies struct {
 // of addresses or CIDR prefixes. A list without a header, or a header without
 // a list, is a configuration error.
 func ParseTrustedProxies(header string, addrs []string) (TrustedProxies, error) {
-	tp := TrustedProxies{Header: http.CanonicalHeaderKey(strings.TrimSpace(header))}
+	tp := TrustedProxies{Header: textproto.CanonicalMIMEHeaderKey(strings.TrimSpace(header))}
 	if (tp.Header == "") != (len(addrs) == 0) {
 		return TrustedProxies{}, fmt.Errorf("%w: a client certificate header needs a trusted proxy list, and a list needs a header", ErrConfig)
 	}
@@ -121,34 +121,6 @@ func (tp TrustedProxies) Trusts(remoteAddr string) bool {
 		}
 	}
 	return false
-}
-
-// ClientCert returns the client certificate of r. From a trusted proxy
-// (r.RemoteAddr in trusted), only the configured header counts: absent or
-// empty is ErrNoCert. From any other peer, the header must be absent
-// (ErrUntrustedProxy otherwise) and the certificate is the leaf of the TLS
-// connection (ErrNoCert without one).
-func ClientCert(r *http.Request, trusted TrustedProxies) (*x509.Certificate, error) {
-	var values []string
-	if trusted.Header != "" {
-		values = r.Header.Values(trusted.Header)
-	}
-	if trusted.Header != "" && trusted.Trusts(r.RemoteAddr) {
-		switch len(values) {
-		case 0:
-			return nil, ErrNoCert
-		case 1:
-			return parseHeader(values[0])
-		}
-		return nil, fmt.Errorf("%w: header repeated", ErrMalformedHeader)
-	}
-	if len(values) > 0 {
-		return nil, fmt.Errorf("%w: %s from %s", ErrUntrustedProxy, trusted.Header, r.RemoteAddr)
-	}
-	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-		return nil, ErrNoCert
-	}
-	return r.TLS.PeerCertificates[0], nil
 }
 
 // maxHeaderCert bounds the decoded header.
