@@ -190,3 +190,31 @@ func FuzzVerifyNeverPanics(f *testing.F) {
 		}
 	})
 }
+
+func TestSignatureChecker(t *testing.T) {
+	cp := Checkpoint{Node: "n", Seq: 7, Hash: bytes.Repeat([]byte{0xab}, HashSize), Signature: "x.y.z"}
+	verify := func(claims CheckpointClaims, err error) func(string, []string, string, any) error {
+		return func(raw string, algs []string, typ string, out any) error {
+			if typ != CheckpointType || len(algs) == 0 {
+				t.Fatalf("typ %q algs %v", typ, algs)
+			}
+			*out.(*CheckpointClaims) = claims
+			return err
+		}
+	}
+	if err := SignatureChecker(verify(cp.Claims(), nil), []string{"ES256"})(cp); err != nil {
+		t.Fatal(err)
+	}
+	other := cp.Claims()
+	other.Seq = 8
+	if err := SignatureChecker(verify(other, nil), []string{"ES256"})(cp); err == nil {
+		t.Fatal("claims for another record accepted")
+	}
+	if err := SignatureChecker(verify(cp.Claims(), errors.New("bad sig")), []string{"ES256"})(cp); err == nil {
+		t.Fatal("bad signature accepted")
+	}
+	cp.Signature = ""
+	if err := SignatureChecker(verify(cp.Claims(), nil), []string{"ES256"})(cp); !errors.Is(err, ErrUnsigned) {
+		t.Fatalf("unsigned: %v", err)
+	}
+}

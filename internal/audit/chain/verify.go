@@ -165,3 +165,27 @@ func VerifyNode(ctx context.Context, src Source, node string, opts VerifyOptions
 	}
 	return rep, nil
 }
+
+// ErrUnsigned is reported for a checkpoint without a signature when
+// signatures are checked.
+var ErrUnsigned = errors.New("checkpoint is not signed")
+
+// SignatureChecker adapts a JWS verifier such as (*keys.Manager).Verify to
+// VerifyOptions.CheckSignature: the signature must verify with one of algs
+// and type CheckpointType, and its claims must name the checkpoint's node,
+// sequence number and hash.
+func SignatureChecker(verify func(raw string, algs []string, typ string, claims any) error, algs []string) func(Checkpoint) error {
+	return func(cp Checkpoint) error {
+		if cp.Signature == "" {
+			return ErrUnsigned
+		}
+		var got CheckpointClaims
+		if err := verify(cp.Signature, algs, CheckpointType, &got); err != nil {
+			return err
+		}
+		if want := cp.Claims(); got.Node != want.Node || got.Seq != want.Seq || got.Hash != want.Hash {
+			return fmt.Errorf("signed claims (node %q, record %d, hash %s) do not match the stored checkpoint", got.Node, got.Seq, got.Hash)
+		}
+		return nil
+	}
+}
