@@ -25,6 +25,7 @@ import (
 
 	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/clientauth"
+	"github.com/fhirgate/fhirgate/internal/mtls"
 	"github.com/fhirgate/fhirgate/internal/oauth"
 	"github.com/fhirgate/fhirgate/internal/storage"
 	"github.com/fhirgate/fhirgate/internal/token"
@@ -81,6 +82,9 @@ type Options struct {
 	Clients storage.Clients
 	// Authenticator replaces the default clientauth.Authenticator{Clients}.
 	Authenticator Authenticator
+	// TrustedProxies may pass the client certificate of a TLS connection
+	// they terminated in a header (tls_client_auth behind a front proxy).
+	TrustedProxies mtls.TrustedProxies
 	// Tokens verifies access tokens. Required.
 	Tokens AccessTokenParser
 	// Store answers for refresh tokens, families and the revocation list. Required.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/introspect"
+	"github.com/fhirgate/fhirgate/internal/mtls"
 	"github.com/fhirgate/fhirgate/internal/oauth"
 	"github.com/fhirgate/fhirgate/internal/secret"
 	"github.com/fhirgate/fhirgate/internal/storage"
@@ -257,4 +258,21 @@ func TestOptions(t *testing.T) {
 	if _, err := introspect.New(introspect.Options{}); !errors.Is(err, introspect.ErrOptions) {
 		t.Errorf("empty options: %v", err)
 	}
+}
+
+func TestSpoofedClientCertificateHeader(t *testing.T) {
+	proxies, err := mtls.ParseTrustedProxies("X-Client-Cert", []string{"10.9.9.9"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, backends.OpenSQLite(t), func(o *introspect.Options) { o.TrustedProxies = proxies })
+	rs, rsSecret := f.client(oauth.AuthClientSecretBasic)
+	r := httptest.NewRequest(http.MethodPost, "/introspect", strings.NewReader("token=x"))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.Header.Set("X-Client-Cert", "-----BEGIN%20CERTIFICATE-----")
+	r.RemoteAddr = "192.0.2.7:5555" // not the trusted proxy
+	r.SetBasicAuth(rs.ID, rsSecret)
+	w := httptest.NewRecorder()
+	f.mux.ServeHTTP(w, r)
+	wantError(t, "certificate header from an untrusted peer", w, 400, oauth.InvalidRequest)
 }
