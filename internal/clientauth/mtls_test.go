@@ -154,3 +154,14 @@ func TestSameDN(t *testing.T) {
 		}
 	}
 }
+
+func FuzzSameDN(f *testing.F) {
+	for _, s := range []string{"CN=a,O=b", `CN=x\,y+OU=z`, `CN=\41`, "", "=", `\`, "CN=a\\"} {
+		f.Add(s, s)
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		if clientauth.SameDN(a, b) != clientauth.SameDN(b, a) {
+			t.Fatalf("not symmetric: %q %q", a, b)
+		}
+	})
+}
