@@ -29,6 +29,18 @@
 //   - At most one signing key per alg is active; creating a second active
 //     one is ErrConflict. ListUsers is ordered by username, ListClients by
 //     CreatedAt then ID, ListSigningKeys by CreatedAt then insertion.
+//   - RotateRefreshToken records the successor's hash. Within the retry
+//     window of the first rotation, while the successor is unused, the old
+//     token rotates again and the successor is marked used (presenting it
+//     later is reuse); the window is measured from the first rotation, and
+//     concurrent retries leave exactly one valid token.
+//   - The revocation list holds revoked jti until their ExpiresAt and revoked
+//     families until RevokedAt+FamilyRevocationTTL (RevokedSince); IsRevoked
+//     answers for any revoked family regardless of age, and never for "".
+//   - UseOnce refuses an unexpired key (ErrAlreadyUsed) and accepts an
+//     expired one again; exactly one concurrent caller wins.
+//   - RevokeConsent is ErrNotFound when there was neither a consent nor a
+//     live family; otherwise it deletes the one and revokes the others.
 //   - RecordLoginFailure with maxFailures <= 0 never locks.
 //   - SearchPatients folds case with strings.ToLower on both sides, orders by
 //     the folded name, then name, then id; limit <= 0 means no limit.
