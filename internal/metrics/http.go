@@ -105,6 +105,13 @@ func (t roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
+// CloseIdleConnections forwards to the wrapped transport when it can.
+func (t roundTripper) CloseIdleConnections() {
+	if c, ok := t.next.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
 // ErrorKind classifies a transport error for the upstream_errors_total
 // kind label.
 func ErrorKind(err error) string {

@@ -155,3 +155,17 @@ func TestMiddlewareKeepsFlusher(t *testing.T) {
 	}))
 	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil))
 }
+
+type closer struct{ closed bool }
+
+func (c *closer) RoundTrip(*http.Request) (*http.Response, error) { return nil, errors.New("x") }
+func (c *closer) CloseIdleConnections()                          { c.closed = true }
+
+func TestTransportForwardsCloseIdle(t *testing.T) {
+	c := &closer{}
+	tr := metrics.New().Transport("u", c)
+	tr.(interface{ CloseIdleConnections() }).CloseIdleConnections()
+	if !c.closed {
+		t.Fatal("CloseIdleConnections not forwarded")
+	}
+}
