@@ -159,7 +159,7 @@ func TestMiddlewareKeepsFlusher(t *testing.T) {
 type closer struct{ closed bool }
 
 func (c *closer) RoundTrip(*http.Request) (*http.Response, error) { return nil, errors.New("x") }
-func (c *closer) CloseIdleConnections()                          { c.closed = true }
+func (c *closer) CloseIdleConnections()                           { c.closed = true }
 
 func TestTransportForwardsCloseIdle(t *testing.T) {
 	c := &closer{}
