@@ -98,9 +98,12 @@ type Trail struct {
 	lastCP    uint64
 	lastCPAt  time.Time
 
+	signer  atomic.Pointer[signerBox]
 	depth   atomic.Int64
 	dropped atomic.Int64
 }
+
+type signerBox struct{ Signer }
 
 var _ audit.Auditor = (*Trail)(nil)
 
@@ -153,8 +156,21 @@ func New(ctx context.Context, opts Options) (*Trail, error) {
 		t.lastCP = cps[len(cps)-1].Seq
 	}
 	t.lastCPAt = opts.Now()
+	if opts.Signer != nil {
+		t.signer.Store(&signerBox{opts.Signer})
+	}
 	go t.run()
 	return t, nil
+}
+
+// SetSigner sets the checkpoint signer after construction (the signing keys
+// are usually opened after the audit trail, since key rotation is audited).
+func (t *Trail) SetSigner(s Signer) {
+	if s == nil {
+		t.signer.Store(nil)
+		return
+	}
+	t.signer.Store(&signerBox{s})
 }
 
 // Mode returns the recording mode.
@@ -384,8 +400,8 @@ func (t *Trail) checkpoint(final bool) {
 		return
 	}
 	cp := chain.Checkpoint{Node: t.opts.Node, Seq: t.head.Seq, Hash: t.head.Hash, Time: t.opts.Now().UTC().Truncate(time.Microsecond)}
-	if t.opts.Signer != nil {
-		sig, err := t.opts.Signer.Sign(t.opts.SignAlg, chain.CheckpointType, cp.Claims())
+	if sb := t.signer.Load(); sb != nil {
+		sig, err := sb.Sign(t.opts.SignAlg, chain.CheckpointType, cp.Claims())
 		if err != nil {
 			t.opts.Logger.Error("audit checkpoint: sign", "node", cp.Node, "seq", cp.Seq, "err", err)
 		} else {

@@ -205,3 +205,18 @@ func hexs(b []byte) string {
 	}
 	return string(out)
 }
+
+func TestSetSignerLater(t *testing.T) {
+	ctx := context.Background()
+	s := audittest.NewMemorySink()
+	tr, _ := trail.New(ctx, trail.Options{Sink: s, Node: "n", CheckpointEvery: 2})
+	sig := audittest.Signer{Key: []byte("late")}
+	tr.Record(ctx, audittest.SampleEvent(1, time.Now()))
+	tr.SetSigner(sig)
+	tr.Record(ctx, audittest.SampleEvent(2, time.Now()))
+	tr.Close(ctx)
+	cps, _ := s.Checkpoints(ctx, "n")
+	if len(cps) != 1 || sig.Check(cps[0]) != nil {
+		t.Fatalf("checkpoint not signed by the late signer: %+v", cps)
+	}
+}
