@@ -442,3 +442,30 @@ func TestRequireBoundConfidential(t *testing.T) {
 type httptestResponse = httptest.ResponseRecorder
 
 func newRequest(method, target string) *http.Request { return httptest.NewRequest(method, target, nil) }
+
+func TestClientCredentialsBinding(t *testing.T) {
+	f := newDPoPFixture(t, func(o *grant.Options) { o.RequireBoundSystem = true })
+	c, s := f.client(oauth.AuthClientSecretBasic, func(c *storage.Client) {
+		c.GrantTypes = []string{string(oauth.GrantClientCredentials)}
+		c.Scope = "system/Observation.rs"
+	})
+	form := func() url.Values {
+		return url.Values{"grant_type": {"client_credentials"}, "scope": {"system/Observation.rs"}}
+	}
+	// Unbound: refused by policy.
+	wantError(t, f.do(tokenRequest(form(), basic(c, s))), 400, oauth.InvalidRequest)
+	// DPoP: a DPoP token bound to the key.
+	k := newKey(t)
+	body := wantOK(t, f.do(withDPoP(tokenRequest(form(), basic(c, s)), f.proof(t, k, "POST", tokenEndpoint, nil))))
+	claims, err := f.issuer.ParseAccessToken(body.str("access_token"), fhirBase)
+	if err != nil || body.str("token_type") != "DPoP" || claims.Cnf["jkt"] != jktOf(t, k) {
+		t.Fatalf("DPoP backend token: %v %+v %v", body, claims, err)
+	}
+	// mTLS: a certificate-bound Bearer token.
+	cert := testCert(t, "backend")
+	body = wantOK(t, f.do(withCert(tokenRequest(form(), basic(c, s)), cert)))
+	claims, err = f.issuer.ParseAccessToken(body.str("access_token"), fhirBase)
+	if err != nil || body.str("token_type") != "Bearer" || claims.Cnf["x5t#S256"] != mtls.Thumbprint(cert) {
+		t.Fatalf("mTLS backend token: %v %+v %v", body, claims, err)
+	}
+}
