@@ -143,6 +143,8 @@ type AuthCode struct {
 	FamilyID      string // token family created for the tokens this code yields
 	DPoPJKT       string // RFC 9449 §10: the code is bound to this DPoP key thumbprint
 	SessionHash   []byte // the login session that approved it (online_access families end with it)
+	AMR           string // space-separated authentication methods of that session (RFC 8176), e.g. "pwd otp"
+	ACR           string // authentication context class reference of that session
 	CreatedAt     time.Time
 	ExpiresAt     time.Time
 	UsedAt        time.Time // zero until consumed
@@ -153,6 +155,8 @@ type Session struct {
 	Hash      []byte // SHA-256 of the cookie value
 	UserID    string
 	CSRFToken string // per-session CSRF secret (random, compared in constant time)
+	AMR       string // space-separated authentication methods used (RFC 8176): "pwd", "pwd otp"
+	ACR       string // authentication context class reference reached (see package mfa)
 	AuthTime  time.Time
 	CreatedAt time.Time
 	LastSeen  time.Time
@@ -366,6 +370,8 @@ type Store interface {
 	Patients
 	RevocationList
 	Replays
+	MFA
+	AppAccesses
 	// Ping checks the backend answers.
 	Ping(ctx context.Context) error
 	// Close releases the backend's resources.

@@ -126,13 +126,13 @@ func (s *Store) DeleteAuthRequest(ctx context.Context, id string) error {
 }
 
 const authCodeCols = `hash, client_id, redirect_uri, code_challenge, scope, user_id, nonce, auth_time,
-	context, family_id, created_at, expires_at, used_at, dpop_jkt, session_hash`
+	context, family_id, created_at, expires_at, used_at, dpop_jkt, session_hash, amr, acr`
 
 func scanAuthCode(row pgx.Row) (*storage.AuthCode, error) {
 	var c storage.AuthCode
 	if err := row.Scan(&c.Hash, &c.ClientID, &c.RedirectURI, &c.CodeChallenge, &c.Scope, &c.UserID,
 		&c.Nonce, ts(&c.AuthTime), &c.Context, &c.FamilyID, ts(&c.CreatedAt), ts(&c.ExpiresAt),
-		ts(&c.UsedAt), &c.DPoPJKT, &c.SessionHash); err != nil {
+		ts(&c.UsedAt), &c.DPoPJKT, &c.SessionHash, &c.AMR, &c.ACR); err != nil {
 		return nil, err
 	}
 	return &c, nil
@@ -141,10 +141,10 @@ func scanAuthCode(row pgx.Row) (*storage.AuthCode, error) {
 // CreateAuthCode inserts c; ErrConflict if its hash exists.
 func (s *Store) CreateAuthCode(ctx context.Context, c *storage.AuthCode) error {
 	_, err := s.pool.Exec(ctx, `INSERT INTO auth_codes (`+authCodeCols+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
 		c.Hash, c.ClientID, c.RedirectURI, c.CodeChallenge, c.Scope, c.UserID, c.Nonce,
 		tz(c.AuthTime), c.Context, c.FamilyID, tz(c.CreatedAt), tz(c.ExpiresAt), tz(c.UsedAt), c.DPoPJKT,
-		c.SessionHash)
+		c.SessionHash, c.AMR, c.ACR)
 	return wrap("create auth code", err)
 }
 

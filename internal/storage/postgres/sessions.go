@@ -10,18 +10,18 @@ import (
 // CreateSession inserts sess; ErrConflict if its hash exists.
 func (s *Store) CreateSession(ctx context.Context, sess *storage.Session) error {
 	_, err := s.pool.Exec(ctx, `INSERT INTO sessions
-		(hash, user_id, csrf_token, auth_time, created_at, last_seen, expires_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)`, sess.Hash, sess.UserID, sess.CSRFToken, tz(sess.AuthTime),
-		tz(sess.CreatedAt), tz(sess.LastSeen), tz(sess.ExpiresAt))
+		(hash, user_id, csrf_token, auth_time, created_at, last_seen, expires_at, amr, acr)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, sess.Hash, sess.UserID, sess.CSRFToken, tz(sess.AuthTime),
+		tz(sess.CreatedAt), tz(sess.LastSeen), tz(sess.ExpiresAt), sess.AMR, sess.ACR)
 	return wrap("create session", err)
 }
 
 // GetSession returns the session; ErrExpired (and no session) if past ExpiresAt.
 func (s *Store) GetSession(ctx context.Context, hash []byte, now time.Time) (*storage.Session, error) {
 	sess := storage.Session{Hash: append([]byte(nil), hash...)}
-	err := s.pool.QueryRow(ctx, `SELECT user_id, csrf_token, auth_time, created_at, last_seen, expires_at
+	err := s.pool.QueryRow(ctx, `SELECT user_id, csrf_token, auth_time, created_at, last_seen, expires_at, amr, acr
 		FROM sessions WHERE hash = $1`, hash).Scan(&sess.UserID, &sess.CSRFToken, ts(&sess.AuthTime),
-		ts(&sess.CreatedAt), ts(&sess.LastSeen), ts(&sess.ExpiresAt))
+		ts(&sess.CreatedAt), ts(&sess.LastSeen), ts(&sess.ExpiresAt), &sess.AMR, &sess.ACR)
 	if err != nil {
 		return nil, wrap("get session", err)
 	}

@@ -147,7 +147,7 @@ func (s *Store) DeleteAuthRequest(ctx context.Context, id string) error {
 }
 
 const authCodeCols = `hash, client_id, redirect_uri, code_challenge, scope, user_id, nonce, auth_time,
-	context, family_id, created_at, expires_at, used_at, dpop_jkt, session_hash`
+	context, family_id, created_at, expires_at, used_at, dpop_jkt, session_hash, amr, acr`
 
 // CreateAuthCode inserts c; ErrConflict if its hash exists.
 func (s *Store) CreateAuthCode(ctx context.Context, c *storage.AuthCode) error {
@@ -156,10 +156,10 @@ func (s *Store) CreateAuthCode(ctx context.Context, c *storage.AuthCode) error {
 		return wrap("create auth code", err)
 	}
 	_, err = s.wexec(ctx, nil, `INSERT INTO auth_codes (`+authCodeCols+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		c.Hash, c.ClientID, c.RedirectURI, c.CodeChallenge, c.Scope, c.UserID, c.Nonce,
 		micros(c.AuthTime), lc, c.FamilyID, micros(c.CreatedAt), micros(c.ExpiresAt), micros(c.UsedAt),
-		c.DPoPJKT, blob(c.SessionHash))
+		c.DPoPJKT, blob(c.SessionHash), c.AMR, c.ACR)
 	return wrap("create auth code", err)
 }
 
@@ -193,7 +193,7 @@ func scanAuthCode(sc scanner) (*storage.AuthCode, error) {
 	var c storage.AuthCode
 	if err := sc.Scan(bs(&c.Hash), &c.ClientID, &c.RedirectURI, &c.CodeChallenge, &c.Scope, &c.UserID,
 		&c.Nonce, ts(&c.AuthTime), js(&c.Context), &c.FamilyID, ts(&c.CreatedAt), ts(&c.ExpiresAt),
-		ts(&c.UsedAt), &c.DPoPJKT, bs(&c.SessionHash)); err != nil {
+		ts(&c.UsedAt), &c.DPoPJKT, bs(&c.SessionHash), &c.AMR, &c.ACR); err != nil {
 		return nil, err
 	}
 	return &c, nil

@@ -10,18 +10,18 @@ import (
 // CreateSession inserts sess; ErrConflict if its hash exists.
 func (s *Store) CreateSession(ctx context.Context, sess *storage.Session) error {
 	_, err := s.wexec(ctx, nil, `INSERT INTO sessions
-		(hash, user_id, csrf_token, auth_time, created_at, last_seen, expires_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`, sess.Hash, sess.UserID, sess.CSRFToken, micros(sess.AuthTime),
-		micros(sess.CreatedAt), micros(sess.LastSeen), micros(sess.ExpiresAt))
+		(hash, user_id, csrf_token, auth_time, created_at, last_seen, expires_at, amr, acr)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, sess.Hash, sess.UserID, sess.CSRFToken, micros(sess.AuthTime),
+		micros(sess.CreatedAt), micros(sess.LastSeen), micros(sess.ExpiresAt), sess.AMR, sess.ACR)
 	return wrap("create session", err)
 }
 
 // GetSession returns the session; ErrExpired (and no session) if past ExpiresAt.
 func (s *Store) GetSession(ctx context.Context, hash []byte, now time.Time) (*storage.Session, error) {
 	sess := storage.Session{Hash: append([]byte(nil), hash...)}
-	err := s.rrow(ctx, `SELECT user_id, csrf_token, auth_time, created_at, last_seen, expires_at
+	err := s.rrow(ctx, `SELECT user_id, csrf_token, auth_time, created_at, last_seen, expires_at, amr, acr
 		FROM sessions WHERE hash = ?`, hash).Scan(&sess.UserID, &sess.CSRFToken, ts(&sess.AuthTime),
-		ts(&sess.CreatedAt), ts(&sess.LastSeen), ts(&sess.ExpiresAt))
+		ts(&sess.CreatedAt), ts(&sess.LastSeen), ts(&sess.ExpiresAt), &sess.AMR, &sess.ACR)
 	if err != nil {
 		return nil, wrap("get session", err)
 	}
