@@ -9,7 +9,9 @@
 // unaudited. Concurrent callers share commits, which keeps the cost of
 // durability low. In ModeAsync Record returns as soon as the event is queued:
 // lower latency, but events queued at a crash are lost and a failed write is
-// only logged. Close flushes the queue and writes a final checkpoint.
+// only logged. In both modes a full queue makes Record wait (backpressure)
+// until there is room or its context ends. Close flushes the queue and
+// writes a final checkpoint.
 //
 // Every CheckpointEvery records or CheckpointInterval, the writer signs the
 // chain head with the server's signing key, stores the checkpoint in the sink
@@ -66,7 +68,7 @@ type Options struct {
 	CheckpointEvery    int           // records between checkpoints; 10000 when 0, never when < 0
 	CheckpointInterval time.Duration // time between checkpoints of a changed head; 1 minute when 0, never when < 0
 
-	WriteTimeout time.Duration // bound on one sink write; 30s when 0
+	WriteTimeout time.Duration // bound on one sink write (callers fail closed after it); 5s when 0
 
 	// Observe, when set, is called after each commit with the batch size,
 	// the commit latency and the error (a hook for metrics).
@@ -136,7 +138,7 @@ func New(ctx context.Context, opts Options) (*Trail, error) {
 		opts.CheckpointInterval = time.Minute
 	}
 	if opts.WriteTimeout <= 0 {
-		opts.WriteTimeout = 30 * time.Second
+		opts.WriteTimeout = 5 * time.Second
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
