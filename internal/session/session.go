@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/fhirgate/fhirgate/internal/secret"
@@ -30,6 +31,17 @@ const (
 	InsecureCookieName = "fhirgate"
 	secureCSRFCookie   = "__Host-fhirgate-csrf"
 	insecureCSRFCookie = "fhirgate-csrf"
+)
+
+// Authentication method references (RFC 8176) and the context classes a
+// session records, reported in the id_token's amr and acr.
+const (
+	MethodPassword = "pwd"
+	MethodOTP      = "otp"
+	// ACRPassword: signed in with a password only.
+	ACRPassword = "urn:fhirgate:acr:1fa"
+	// ACRMultiFactor: signed in with a password and a one-time code.
+	ACRMultiFactor = "urn:fhirgate:acr:2fa"
 )
 
 // ErrNoSession is returned when a request carries no valid session: no
@@ -101,15 +113,25 @@ func (m *Manager) csrfCookieName() string {
 	return insecureCSRFCookie
 }
 
-// Start creates a session for userID and returns the cookie value (shown
-// once; only its hash is stored) and the record.
+// Start creates a password-authenticated session for userID and returns the
+// cookie value (shown once; only its hash is stored) and the record.
 func (m *Manager) Start(ctx context.Context, userID string) (string, *storage.Session, error) {
+	return m.StartAuth(ctx, userID, MethodPassword, ACRPassword)
+}
+
+// StartAuth is Start recording the authentication methods used (amr,
+// space-separated RFC 8176 values such as "pwd otp") and the context class
+// reached (acr). A step-up (a second factor) starts a new session this way
+// so the cookie changes whenever the session gains privilege.
+func (m *Manager) StartAuth(ctx context.Context, userID, amr, acr string) (string, *storage.Session, error) {
 	now := m.now()
 	value := secret.Token()
 	s := &storage.Session{
 		Hash:      storage.HashSecret(value),
 		UserID:    userID,
 		CSRFToken: secret.Token(),
+		AMR:       amr,
+		ACR:       acr,
 		AuthTime:  now,
 		CreatedAt: now,
 		LastSeen:  now,
@@ -163,6 +185,20 @@ func (m *Manager) End(ctx context.Context, value string) error {
 		return fmt.Errorf("session: delete: %w", err)
 	}
 	return nil
+}
+
+// HasMethod reports whether s was authenticated with method (an RFC 8176
+// amr value such as "otp").
+func HasMethod(s *storage.Session, method string) bool {
+	if s == nil {
+		return false
+	}
+	for _, m := range strings.Fields(s.AMR) {
+		if m == method {
+			return true
+		}
+	}
+	return false
 }
 
 // CheckCSRF compares a submitted form token with the session's in constant time.
