@@ -55,12 +55,25 @@ func TestDemoJSON(t *testing.T) {
 			info.Client.ClientID == "" || info.Patients < 20 || !strings.HasSuffix(info.FHIRBase, "/fhir") {
 			t.Fatalf("info %+v", info)
 		}
-		// The gateway answers metadata from the demo EHR; data needs a token.
-		resp, err := http.Get(info.FHIRBase + "/metadata")
+		// The demo SMART app (backend-for-frontend) is up on its own loopback port.
+		if !strings.HasPrefix(info.App.URL, "http://127.0.0.1:") || info.App.ClientID == "" || info.App.ClientID == info.Client.ClientID {
+			t.Fatalf("app %+v", info.App)
+		}
+		resp, err := http.Get(info.App.URL + "/")
 		if err != nil {
 			t.Fatal(err)
 		}
 		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), `action="/login"`) || !strings.Contains(resp.Header.Get("Set-Cookie"), "HttpOnly") {
+			t.Fatalf("demo app %d %s", resp.StatusCode, b)
+		}
+		// The gateway answers metadata from the demo EHR; data needs a token.
+		resp, err = http.Get(info.FHIRBase + "/metadata")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ = io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != 200 || !strings.Contains(string(b), "oauth-uris") {
 			t.Fatalf("metadata %d %s", resp.StatusCode, b)
@@ -115,5 +128,12 @@ func TestServeWithUpstream(t *testing.T) {
 	r := cli(t, nil, "", "serve", "--data-dir", t.TempDir(), "--addr", "127.0.0.1:0", "--upstream", srv.URL, "--upstream-auth", "bearer:x")
 	if r.code != 1 || !strings.Contains(r.stderr, "gateway.upstream_auth") {
 		t.Fatalf("bad --upstream-auth: %d %s", r.code, r.stderr)
+	}
+}
+
+func TestDemoAppAddrMustBeLoopback(t *testing.T) {
+	r := cli(t, nil, "", "demo", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--app-addr", "0.0.0.0:0")
+	if r.code != 1 || !strings.Contains(r.stderr, "loopback") {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
 }
