@@ -1,7 +1,9 @@
 package ratelimit_test
 
 import (
+	"context"
 	"encoding/json"
+	"sync"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -9,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/metrics"
 	"github.com/fhirgate/fhirgate/internal/ratelimit"
 )
@@ -21,7 +24,19 @@ func admission(t *testing.T, status ratelimit.StatusFunc) *ratelimit.Admission {
 		},
 		Throttle: ratelimit.Rate{Requests: 1, Per: time.Minute},
 	})
-	return &ratelimit.Admission{Guard: g, Status: status, Metrics: metrics.New()}
+	return &ratelimit.Admission{Guard: g, Status: status, Metrics: metrics.New(), Auditor: &auditRec{}}
+}
+
+type auditRec struct {
+	mu     sync.Mutex
+	events []audit.Event
+}
+
+func (r *auditRec) Record(_ context.Context, e audit.Event) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, e)
+	return nil
 }
 
 func TestAdmissionMiddleware(t *testing.T) {
@@ -73,6 +88,12 @@ func TestAdmissionMiddleware(t *testing.T) {
 	}
 	if reached != 3 {
 		t.Fatalf("handler reached %d times, want 3", reached)
+	}
+	// Every refusal the middleware answers is audited.
+	evs := a.Auditor.(*auditRec).events
+	if len(evs) != 3 || evs[0].Action != ratelimit.ActionRateLimited || evs[0].SourceIP != "10.0.0.1" ||
+		evs[1].Action != ratelimit.ActionSuspended || evs[1].ClientID != "bad-app" || evs[0].Time.IsZero() {
+		t.Fatalf("audit events %+v", evs)
 	}
 	// Preflights pass untouched.
 	pre := httptest.NewRequest(http.MethodOptions, "/token", nil)

@@ -7,7 +7,9 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 
+	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/fhir"
 	"github.com/fhirgate/fhirgate/internal/httpx"
 	"github.com/fhirgate/fhirgate/internal/metrics"
@@ -28,9 +30,20 @@ type Admission struct {
 	Status StatusFunc
 	// Metrics counts refusals (optional).
 	Metrics *metrics.Registry
+	// Auditor records the refusals Middleware answers itself (optional;
+	// the gateway audits its own).
+	Auditor audit.Auditor
 	// Logger receives refusal causes.
 	Logger *slog.Logger
+	// Now is the clock of audit events; time.Now when nil.
+	Now func() time.Time
 }
+
+// Audit actions of the refusals Middleware answers.
+const (
+	ActionRateLimited audit.Action = "ratelimit.refused"
+	ActionSuspended   audit.Action = "access.suspended"
+)
 
 // Refusal reasons, also the rate-limited metric's dimension for suspensions.
 const (
@@ -68,7 +81,6 @@ func (a *Admission) Gateway(r *http.Request, clientID, userID string) (refuse fu
 	res, suspended, err := a.check(r.Context(), EndpointGateway, Subject{IP: httpx.ClientIP(r), ClientID: clientID, UserID: userID})
 	switch {
 	case suspended:
-		a.Metrics.Refused("gateway", "suspended")
 		return func(w http.ResponseWriter) {
 			writeOutcome(w, http.StatusForbidden, fhir.Outcome(fhir.SeverityError, "suspended",
 				"Access by this application or user is suspended pending review"))
@@ -102,8 +114,10 @@ func (a *Admission) Middleware(e Endpoint) func(http.Handler) http.Handler {
 			}
 			ip := httpx.ClientIP(r)
 			if a.Status != nil {
-				if suspended, _ := a.Status(claimedClient(w, r), "", ip); suspended {
+				client := claimedClient(w, r)
+				if suspended, _ := a.Status(client, "", ip); suspended {
 					a.Metrics.Refused(string(e), "suspended")
+					a.audit(r, ActionSuspended, client, string(e)+": client "+ReasonSuspended)
 					httpx.WriteOAuthError(w, r, a.Logger, oauth.Errorf(oauth.UnauthorizedClient, "this client is suspended pending review"))
 					return
 				}
@@ -115,6 +129,12 @@ func (a *Admission) Middleware(e Endpoint) func(http.Handler) http.Handler {
 			res, err := a.Guard.Check(r.Context(), e, Subject{IP: ip})
 			if !res.Allowed {
 				a.Metrics.RateLimited(string(e), string(res.Dimension))
+				a.Metrics.Refused(string(e), "rate_limited")
+				reason := string(e) + ": " + ReasonRateLimited + " (" + string(res.Dimension) + ")"
+				if err != nil {
+					reason = string(e) + ": " + ReasonUnavailable
+				}
+				a.audit(r, ActionRateLimited, "", reason)
 				WriteOAuthRefusal(w, r, a.Logger, res, err)
 				return
 			}
@@ -144,6 +164,21 @@ func claimedClient(w http.ResponseWriter, r *http.Request) string {
 		return r.PostForm.Get("client_id")
 	}
 	return r.URL.Query().Get("client_id")
+}
+
+func (a *Admission) audit(r *http.Request, action audit.Action, clientID, reason string) {
+	if a.Auditor == nil {
+		return
+	}
+	now := time.Now
+	if a.Now != nil {
+		now = a.Now
+	}
+	ev := audit.Event{Time: now(), Action: action, Outcome: audit.Failure, Reason: reason, ClientID: clientID,
+		SourceIP: httpx.ClientIP(r), UserAgent: r.UserAgent()}
+	if err := a.Auditor.Record(context.WithoutCancel(r.Context()), ev); err != nil {
+		a.log().ErrorContext(r.Context(), "audit of a rate-limit refusal failed", "err", err)
+	}
 }
 
 func (a *Admission) log() *slog.Logger {
