@@ -3,11 +3,11 @@ package ratelimit_test
 import (
 	"context"
 	"encoding/json"
-	"sync"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
