@@ -103,8 +103,8 @@ type Pages struct {
 // Load parses the embedded templates.
 func Load() (*Pages, error) {
 	p := &Pages{t: map[string]*template.Template{}}
-	for _, name := range []string{PageError, PageMessage, PageLogin, PagePicker, PageConsent} {
-		t, err := template.ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
+	for _, name := range append([]string{PageError, PageMessage, PageLogin, PagePicker, PageConsent}, peoplePages...) {
+		t, err := template.New(name).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("web: parse %s: %w", name, err)
 		}
