@@ -104,20 +104,20 @@ type AccessReportPage struct {
 
 // ConsolePage is the admin console; Section selects what is shown.
 type ConsolePage struct {
-	Title   string
-	Nav     Nav
-	Section string // "clients", "client", "users", "audit", "anomalies", "keys"
-	Notice  string
-	Error   string
-	Secret  string // a new client secret, shown once
-	Clients []ConsoleClient
-	Client  *ConsoleClient // the one being edited
-	Users   []ConsoleUser
-	Audit   []ConsoleAuditRow
-	Query   map[string]string // the audit search form's values
-	AuditNext string
-	Anomalies []ConsoleAnomaly
-	Keys      []ConsoleKey
+	Title            string
+	Nav              Nav
+	Section          string // "clients", "client", "users", "audit", "anomalies", "keys"
+	Notice           string
+	Error            string
+	Secret           string // a new client secret, shown once
+	Clients          []ConsoleClient
+	Client           *ConsoleClient // the one being edited
+	Users            []ConsoleUser
+	Audit            []ConsoleAuditRow
+	Query            map[string]string // the audit search form's values
+	AuditNext        string
+	Anomalies        []ConsoleAnomaly
+	Keys             []ConsoleKey
 	AnomaliesEnabled bool
 	AuditEnabled     bool
 }
