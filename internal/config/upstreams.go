@@ -13,7 +13,16 @@ type Gateway struct {
 	UpstreamAuth    string        `yaml:"upstream_auth" env:"FHIRGATE_GATEWAY_UPSTREAM_AUTH" doc:"credentials for gateway.upstream: none, basic:USER:PASS or header:NAME:VALUE (--upstream-auth)" secret:"true"`
 	UpstreamTimeout time.Duration `yaml:"upstream_timeout" env:"FHIRGATE_GATEWAY_UPSTREAM_TIMEOUT" doc:"longest upstream exchange before 504"`
 	IdentityHeader  bool          `yaml:"identity_header" env:"FHIRGATE_GATEWAY_IDENTITY_HEADER" doc:"send a signed identity JWT (X-Fhirgate-Identity) to upstreams"`
+	// Issuer, when set, runs this process as a gateway only, apart from the
+	// authorization server named here: no authorization-server endpoints,
+	// tokens verified with the issuer's published keys.
+	Issuer  string `yaml:"issuer" env:"FHIRGATE_GATEWAY_ISSUER" doc:"run the gateway only, accepting tokens of this remote authorization server (keys from its JWKS); empty = the in-process authorization server"`
+	JWKSURI string `yaml:"jwks_uri" env:"FHIRGATE_GATEWAY_JWKS_URI" doc:"JWK Set of gateway.issuer; empty = discovered from the issuer's metadata"`
 }
+
+// GatewayOnly reports whether this process runs the gateway apart from the
+// authorization server (gateway.issuer is set).
+func (c *Config) GatewayOnly() bool { return c.Gateway.Issuer != "" }
 
 // Upstream is one backend of the gateway (YAML only: the upstreams list).
 type Upstream struct {
@@ -53,6 +62,22 @@ func (c *Config) GatewayEnabled() bool { return c.Gateway.Upstream != "" || len(
 func (c *Config) validateGateway(add func(key, format string, args ...any)) {
 	if c.Gateway.UpstreamTimeout < 0 {
 		add("gateway.upstream_timeout", "must not be negative")
+	}
+	if c.Gateway.Issuer != "" {
+		if _, msg := checkURL(c.Gateway.Issuer); msg != "" {
+			add("gateway.issuer", "%s", msg)
+		}
+		if !c.GatewayEnabled() {
+			add("gateway.issuer", "set without gateway.upstream or upstreams")
+		}
+	}
+	if c.Gateway.JWKSURI != "" {
+		if _, msg := checkURL(c.Gateway.JWKSURI); msg != "" {
+			add("gateway.jwks_uri", "%s", msg)
+		}
+		if c.Gateway.Issuer == "" {
+			add("gateway.jwks_uri", "set without gateway.issuer")
+		}
 	}
 	if c.Gateway.Upstream != "" {
 		if _, msg := checkURL(c.Gateway.Upstream); msg != "" {

@@ -48,6 +48,20 @@ func TestUpstreamFlagsFromEnv(t *testing.T) {
 	}
 }
 
+func TestGatewayOnlyKeys(t *testing.T) {
+	c, err := loadYAML(t, "gateway: {upstream: http://127.0.0.1:9000/fhir, jwks_uri: https://as.example/jwks}",
+		map[string]string{"FHIRGATE_GATEWAY_ISSUER": "https://as.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.GatewayOnly() || c.Gateway.Issuer != "https://as.example" || c.Gateway.JWKSURI != "https://as.example/jwks" {
+		t.Fatalf("%+v", c.Gateway)
+	}
+	if c, _ := loadYAML(t, "", nil); c.GatewayOnly() {
+		t.Fatal("gateway-only by default")
+	}
+}
+
 func TestUpstreamRefusals(t *testing.T) {
 	for name, tc := range map[string]struct {
 		yaml string
@@ -62,6 +76,10 @@ func TestUpstreamRefusals(t *testing.T) {
 		"bad flag auth": {"gateway: {upstream: http://x, upstream_auth: 'bearer:abc'}", "gateway.upstream_auth"},
 		"auth alone":    {"gateway: {upstream_auth: 'basic:a:b'}", "gateway.upstream_auth"},
 		"unknown key":   {"upstreams: [{url: http://x, passwd: y}]", ""},
+		"issuer no up":  {"gateway: {issuer: https://as.example}", "gateway.issuer"},
+		"bad issuer":    {"gateway: {upstream: http://x, issuer: 'as.example'}", "gateway.issuer"},
+		"jwks alone":    {"gateway: {upstream: http://x, jwks_uri: https://as.example/jwks}", "gateway.jwks_uri"},
+		"bad jwks":      {"gateway: {upstream: http://x, issuer: https://as.example, jwks_uri: 'ftp://x'}", "gateway.jwks_uri"},
 	} {
 		_, err := loadYAML(t, tc.yaml, nil)
 		if !errors.Is(err, ErrInvalid) {
