@@ -173,6 +173,8 @@ func (h *Handler) issueCode(ctx context.Context, ev audit.Event, ar *storage.Aut
 		DPoPJKT:       ar.DPoPJKT,
 		AuthTime:      sess.AuthTime,
 		SessionHash:   sess.Hash,
+		AMR:           sess.AMR,
+		ACR:           sess.ACR,
 		Context:       lc,
 		FamilyID:      secret.ID(),
 		CreatedAt:     now,

@@ -3,9 +3,11 @@ package authorize
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/fhirgate/fhirgate/internal/audit"
@@ -23,6 +25,11 @@ const (
 	PathPatient   = "/authorize/patient"
 	PathConsent   = "/authorize/consent"
 	PathLogout    = "/logout"
+	// PathContinue resumes a request after the second-factor pages.
+	PathContinue = "/authorize/continue"
+	// Second-factor pages (package mfa).
+	pathMFAVerify = "/mfa"
+	pathMFAEnrol  = "/mfa/enrol"
 )
 
 // Register adds the endpoint, the pages and the static assets to mux.
@@ -36,6 +43,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+PathConsent, h.consentPage)
 	mux.HandleFunc("POST "+PathConsent, h.consentSubmit)
 	mux.HandleFunc("POST "+PathLogout, h.logout)
+	mux.HandleFunc("GET "+PathContinue, h.resume)
 	web.Register(mux)
 }
 
@@ -164,6 +172,17 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) proceed(w http.ResponseWriter, r *http.Request, ar *storage.AuthRequest, sess *storage.Session,
 	user *storage.User, prompt string) {
 	ctx := r.Context()
+	if to, err := h.mfaStep(ctx, ar, sess, user); err != nil || to != "" {
+		switch {
+		case err != nil:
+			h.fail(w, r, err)
+		case prompt == "none":
+			h.fail(w, r, redirectErr(ar, oauth.LoginRequired, "a second sign-in factor is required"))
+		default:
+			redirect(w, r, to)
+		}
+		return
+	}
 	p, err := h.makePlan(ctx, ar, user, strings.Contains(prompt, "consent"))
 	if err != nil {
 		h.fail(w, r, err)
@@ -215,7 +234,50 @@ func (h *Handler) signedIn(w http.ResponseWriter, r *http.Request, ar *storage.A
 		h.fail(w, r, err)
 		return nil, nil, false
 	}
+	if to, err := h.mfaStep(r.Context(), ar, sess, user); err != nil || to != "" {
+		if err != nil {
+			h.fail(w, r, err)
+		} else {
+			redirect(w, r, to)
+		}
+		return nil, nil, false
+	}
 	return sess, user, true
+}
+
+// mfaStep returns where to send the browser for a second factor ("" when
+// the session has one or none is needed): the user has a confirmed factor,
+// or their role requires one.
+func (h *Handler) mfaStep(ctx context.Context, ar *storage.AuthRequest, sess *storage.Session, user *storage.User) (string, error) {
+	if h.opts.MFA == nil || session.HasMethod(sess, "otp") {
+		return "", nil
+	}
+	enrolled, err := h.opts.MFA.Enrolled(ctx, user.ID)
+	if err != nil {
+		return "", fmt.Errorf("authorize: second factor: %w", err)
+	}
+	back := url.QueryEscape(pageURL(PathContinue, ar.ID))
+	if enrolled {
+		return pathMFAVerify + "?next=" + back, nil
+	}
+	if slices.Contains(h.opts.RequireMFAFor, user.Role) {
+		return pathMFAEnrol + "?next=" + back, nil
+	}
+	return "", nil
+}
+
+// resume continues a request once the second factor is done.
+func (h *Handler) resume(w http.ResponseWriter, r *http.Request) {
+	ar, err := h.loadRequest(r, r.URL.Query().Get("req"))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	sess, user, ok := h.signedIn(w, r, ar)
+	if !ok {
+		return
+	}
+	h.proceed(w, r, ar, sess, user, "")
 }
 
 // checkCSRF verifies a page form's token against the session's.

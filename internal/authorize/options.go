@@ -25,6 +25,7 @@
 package authorize
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -79,9 +80,21 @@ type Options struct {
 	// RequirePAR refuses every authorization request not pushed to /par
 	// first (RFC 9126 §6); clients can also require it one by one.
 	RequirePAR bool
-	Auditor    audit.Auditor
+	// MFA says whether a user has a confirmed second factor; nil means no
+	// second factor is ever asked for. Users with one, and users of the
+	// RequireMFAFor roles, must pass it (session amr "otp") before any step
+	// after sign-in; the browser is sent to the mfa pages and comes back to
+	// PathContinue.
+	MFA           MFAChecker
+	RequireMFAFor []storage.Role
+	Auditor       audit.Auditor
 	Logger     *slog.Logger
 	Now        func() time.Time
+}
+
+// MFAChecker reports whether a user has a confirmed second factor (package mfa's Service).
+type MFAChecker interface {
+	Enrolled(ctx context.Context, userID string) (bool, error)
 }
 
 // Handler serves /authorize, the sign-in, picker and consent pages, and /logout.
