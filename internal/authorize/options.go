@@ -88,8 +88,8 @@ type Options struct {
 	MFA           MFAChecker
 	RequireMFAFor []storage.Role
 	Auditor       audit.Auditor
-	Logger     *slog.Logger
-	Now        func() time.Time
+	Logger        *slog.Logger
+	Now           func() time.Time
 }
 
 // MFAChecker reports whether a user has a confirmed second factor (package mfa's Service).
