@@ -119,6 +119,8 @@ func (h *Handler) authorizationCode(ctx context.Context, client *storage.Client,
 		idToken:  true,
 		nonce:    ac.Nonce,
 		authTime: ac.AuthTime,
+		amr:      ac.AMR,
+		acr:      ac.ACR,
 	}, ev)
 	if err != nil {
 		return nil, err

@@ -28,6 +28,8 @@ type grantInfo struct {
 	idToken  bool
 	nonce    string
 	authTime time.Time
+	amr      string // space-separated RFC 8176 methods of the login session
+	acr      string
 }
 
 // fhirUserURL returns the absolute URL of the user's FHIR resource, or "".
@@ -80,9 +82,15 @@ func (h *Handler) mint(ctx context.Context, g grantInfo, ev *audit.Event) (*Resp
 		if alg == "" {
 			alg = defaultIDTokenAlg
 		}
-		var extra map[string]any
+		extra := map[string]any{}
 		if g.granted.Has(scope.Profile) {
-			extra = map[string]any{"name": g.user.Username, "preferred_username": g.user.Username}
+			extra["name"], extra["preferred_username"] = g.user.Username, g.user.Username
+		}
+		if amr := strings.Fields(g.amr); len(amr) > 0 {
+			extra["amr"] = amr // OpenID Connect Core §2, RFC 8176
+		}
+		if g.acr != "" {
+			extra["acr"] = g.acr
 		}
 		resp.IDToken, err = h.opts.Issuer.IDToken(token.IDTokenInput{
 			Subject:     g.user.ID,
