@@ -28,19 +28,20 @@ import (
 // key (`yaml`), its environment variable (`env`) and a one-line description
 // (`doc`), from which the README table is written.
 type Config struct {
-	Addr                    string  `yaml:"addr" env:"FHIRGATE_ADDR" doc:"listen address host:port"`
-	Issuer                  string  `yaml:"issuer" env:"FHIRGATE_ISSUER" doc:"issuer URL; https unless its host is loopback"`
-	FHIRBase                string  `yaml:"fhir_base" env:"FHIRGATE_FHIR_BASE" doc:"FHIR base URL apps send as aud"`
-	DataDir                 string  `yaml:"data_dir" env:"FHIRGATE_DATA_DIR" doc:"directory of the SQLite database"`
-	Storage                 Storage `yaml:"storage"`
-	TLS                     TLS     `yaml:"tls"`
-	InsecureHTTPBehindProxy bool    `yaml:"insecure_http_behind_proxy" env:"FHIRGATE_INSECURE_HTTP_BEHIND_PROXY" doc:"allow plain http on a non-loopback address (TLS terminated by a proxy)"`
-	Keys                    Keys    `yaml:"keys"`
-	Tokens                  Tokens  `yaml:"tokens"`
-	Login                   Login   `yaml:"login"`
-	Roles                   Roles   `yaml:"roles"`
-	Log                     Log     `yaml:"log"`
-	Gateway                 Gateway `yaml:"gateway"`
+	Addr                    string     `yaml:"addr" env:"FHIRGATE_ADDR" doc:"listen address host:port"`
+	Issuer                  string     `yaml:"issuer" env:"FHIRGATE_ISSUER" doc:"issuer URL; https unless its host is loopback"`
+	FHIRBase                string     `yaml:"fhir_base" env:"FHIRGATE_FHIR_BASE" doc:"FHIR base URL apps send as aud"`
+	DataDir                 string     `yaml:"data_dir" env:"FHIRGATE_DATA_DIR" doc:"directory of the SQLite database"`
+	Storage                 Storage    `yaml:"storage"`
+	TLS                     TLS        `yaml:"tls"`
+	InsecureHTTPBehindProxy bool       `yaml:"insecure_http_behind_proxy" env:"FHIRGATE_INSECURE_HTTP_BEHIND_PROXY" doc:"allow plain http on a non-loopback address (TLS terminated by a proxy)"`
+	Keys                    Keys       `yaml:"keys"`
+	Tokens                  Tokens     `yaml:"tokens"`
+	Login                   Login      `yaml:"login"`
+	Roles                   Roles      `yaml:"roles"`
+	Log                     Log        `yaml:"log"`
+	Gateway                 Gateway    `yaml:"gateway"`
+	Revocation              Revocation `yaml:"revocation"`
 	// Upstreams lists the gateway's backends by path prefix (YAML only).
 	Upstreams []Upstream `yaml:"upstreams"`
 
@@ -70,11 +71,12 @@ type Keys struct {
 
 // Tokens holds token lifetimes.
 type Tokens struct {
-	AccessTokenTTL  time.Duration `yaml:"access_token_ttl" env:"FHIRGATE_ACCESS_TOKEN_TTL" doc:"access token lifetime, at most 60m"`
-	IDTokenTTL      time.Duration `yaml:"id_token_ttl" env:"FHIRGATE_ID_TOKEN_TTL" doc:"id_token lifetime, at most 60m"`
-	RefreshIdle     time.Duration `yaml:"refresh_idle" env:"FHIRGATE_REFRESH_IDLE" doc:"refresh token idle lifetime"`
-	RefreshAbsolute time.Duration `yaml:"refresh_absolute" env:"FHIRGATE_REFRESH_ABSOLUTE" doc:"refresh token family absolute lifetime, >= refresh_idle"`
-	CodeTTL         time.Duration `yaml:"code_ttl" env:"FHIRGATE_CODE_TTL" doc:"authorization code lifetime, at most 60s"`
+	AccessTokenTTL     time.Duration `yaml:"access_token_ttl" env:"FHIRGATE_ACCESS_TOKEN_TTL" doc:"access token lifetime, at most 60m"`
+	IDTokenTTL         time.Duration `yaml:"id_token_ttl" env:"FHIRGATE_ID_TOKEN_TTL" doc:"id_token lifetime, at most 60m"`
+	RefreshIdle        time.Duration `yaml:"refresh_idle" env:"FHIRGATE_REFRESH_IDLE" doc:"refresh token idle lifetime"`
+	RefreshAbsolute    time.Duration `yaml:"refresh_absolute" env:"FHIRGATE_REFRESH_ABSOLUTE" doc:"refresh token family absolute lifetime, >= refresh_idle"`
+	CodeTTL            time.Duration `yaml:"code_ttl" env:"FHIRGATE_CODE_TTL" doc:"authorization code lifetime, at most 60s"`
+	RefreshRetryWindow time.Duration `yaml:"refresh_retry_window" env:"FHIRGATE_REFRESH_RETRY_WINDOW" doc:"after a rotation, the previous refresh token may be retried this long while its successor is unused; 0 = never"`
 }
 
 // Login holds the login throttling settings.
@@ -127,11 +129,12 @@ func Default() *Config {
 		DataDir: DefaultDataDir,
 		Storage: Storage{Driver: DefaultDriver},
 		Tokens: Tokens{
-			AccessTokenTTL:  DefaultAccessTokenTTL,
-			IDTokenTTL:      DefaultIDTokenTTL,
-			RefreshIdle:     DefaultRefreshIdle,
-			RefreshAbsolute: DefaultRefreshAbsolute,
-			CodeTTL:         DefaultCodeTTL,
+			AccessTokenTTL:     DefaultAccessTokenTTL,
+			IDTokenTTL:         DefaultIDTokenTTL,
+			RefreshIdle:        DefaultRefreshIdle,
+			RefreshAbsolute:    DefaultRefreshAbsolute,
+			CodeTTL:            DefaultCodeTTL,
+			RefreshRetryWindow: DefaultRefreshRetryWindow,
 		},
 		Login: Login{MaxFailures: DefaultMaxFailures, Lockout: DefaultLockout},
 		Roles: Roles{
@@ -139,8 +142,9 @@ func Default() *Config {
 			Clinician: DefaultClinicianScopes,
 			Admin:     DefaultAdminScopes,
 		},
-		Log:     Log{Level: DefaultLogLevel},
-		Gateway: Gateway{UpstreamTimeout: DefaultUpstreamTimeout},
+		Log:        Log{Level: DefaultLogLevel},
+		Gateway:    Gateway{UpstreamTimeout: DefaultUpstreamTimeout},
+		Revocation: Revocation{PollInterval: DefaultRevocationPoll, MaxStaleness: DefaultRevocationStaleness},
 	}
 }
 

@@ -141,6 +141,7 @@ func (c *Config) Validate() error {
 		add("tokens.refresh_absolute", "must be at least tokens.refresh_idle (%s)", formatDuration(c.Tokens.RefreshIdle))
 	}
 	checkTTL("tokens.code_ttl", c.Tokens.CodeTTL, MaxCodeTTL)
+	c.validateLifecycle(add)
 
 	if c.Login.MaxFailures < 1 {
 		add("login.max_failures", "must be at least 1, got %d", c.Login.MaxFailures)
