@@ -49,9 +49,12 @@ func upstreamConfigs(cfg *config.Config) ([]upstream.Config, error) {
 }
 
 // buildGateway builds the FHIR gateway in front of the configured
-// upstreams, or returns nil when none is configured.
-func buildGateway(cfg *config.Config, store storage.Store, km *keys.Manager, tokens *token.Issuer,
-	disc *discovery.Handler, origins gateway.Origins, auditor audit.Auditor, log *slog.Logger, now func() time.Time) (*gateway.Handler, error) {
+// upstreams, or returns nil when none is configured. tokens verifies access
+// tokens (the in-process issuer, or the remote issuer's keys); issuer is the
+// authorization server advertised in metadata; smart is the SMART
+// configuration served under the FHIR base.
+func buildGateway(cfg *config.Config, store storage.Store, km *keys.Manager, tokens gateway.TokenParser, issuer string,
+	smart func() ([]byte, error), origins gateway.Origins, auditor audit.Auditor, log *slog.Logger, now func() time.Time) (*gateway.Handler, error) {
 	if !cfg.GatewayEnabled() {
 		return nil, nil
 	}
@@ -78,11 +81,7 @@ func buildGateway(cfg *config.Config, store storage.Store, km *keys.Manager, tok
 	if err != nil {
 		return nil, err
 	}
-	smart, err := json.Marshal(disc.SMARTConfiguration())
-	if err != nil {
-		return nil, fmt.Errorf("smart configuration: %w", err)
-	}
-	issuer := strings.TrimRight(cfg.Issuer, "/")
+	issuer = strings.TrimRight(issuer, "/")
 	gw, err := gateway.New(gateway.Options{
 		BaseURL: cfg.FHIRBase, Upstreams: ups, Tokens: tokens, Revocations: revs, Leaked: revs,
 		CORS: origins,
@@ -90,7 +89,7 @@ func buildGateway(cfg *config.Config, store storage.Store, km *keys.Manager, tok
 			Authorize: issuer + discovery.PathAuthorize, Token: issuer + discovery.PathToken,
 			Register: issuer + discovery.PathRegister,
 		},
-		SMARTConfiguration: func() ([]byte, error) { return smart, nil },
+		SMARTConfiguration: smart,
 		UpstreamTimeout:    cfg.Gateway.UpstreamTimeout,
 		Auditor:            auditor, Logger: log, Now: now,
 	})
@@ -104,7 +103,11 @@ func buildGateway(cfg *config.Config, store storage.Store, km *keys.Manager, tok
 // FHIR base path.
 func mountGateway(mux *http.ServeMux, cfg *config.Config, store storage.Store, km *keys.Manager, tokens *token.Issuer,
 	disc *discovery.Handler, origins gateway.Origins, auditor audit.Auditor, log *slog.Logger, now func() time.Time) error {
-	gw, err := buildGateway(cfg, store, km, tokens, disc, origins, auditor, log, now)
+	smart, err := json.Marshal(disc.SMARTConfiguration())
+	if err != nil {
+		return fmt.Errorf("smart configuration: %w", err)
+	}
+	gw, err := buildGateway(cfg, store, km, tokens, cfg.Issuer, func() ([]byte, error) { return smart, nil }, origins, auditor, log, now)
 	if err != nil || gw == nil {
 		return err
 	}

@@ -60,7 +60,10 @@ func TestImportRules(t *testing.T) {
 	// DESIGN.md names (httpx, gateway), the composition root, the TLS
 	// middleware, and outbound HTTP clients whose whole job is HTTP.
 	httpPackages := map[string]bool{"internal/httpx": true, "internal/gateway": true, "internal/app": true,
-		"internal/tlsconfig": true, "internal/jwksfetch": true, "cmd/fhirgate": true}
+		"internal/tlsconfig": true, "internal/jwksfetch": true, "cmd/fhirgate": true,
+		// The remote-issuer key fetcher (an outbound client) and the demo
+		// SMART app (a small web app whose every file is HTTP).
+		"internal/jwtverify": true, "internal/demoapp": true}
 
 	for _, p := range pkgs {
 		name := rel(p.ImportPath)

@@ -26,6 +26,9 @@ import (
 // the pages.
 func buildMux(cfg *config.Config, store storage.Store, km *keys.Manager, tokens *token.Issuer,
 	auditor audit.Auditor, log *slog.Logger, now func() time.Time) (*http.ServeMux, error) {
+	if cfg.GatewayOnly() {
+		return buildGatewayOnlyMux(cfg, store, km, auditor, log, now)
+	}
 	mux := http.NewServeMux()
 
 	policy, err := cors.New(cors.Options{Clients: store, Logger: log, Now: now})
