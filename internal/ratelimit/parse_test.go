@@ -41,3 +41,28 @@ func TestParseOverrides(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParseRate(f *testing.F) {
+	for _, s := range []string{"10/1m", "600/1m burst 900", "off", "5/s", "1/1h30m burst 2", "x/y", "10/1m burst"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := ratelimit.ParseRate(s)
+		if err != nil {
+			if !errors.Is(err, ratelimit.ErrInvalidRate) {
+				t.Fatalf("ParseRate(%q) error %v does not wrap ErrInvalidRate", s, err)
+			}
+			return
+		}
+		if err := r.Validate(); err != nil {
+			t.Fatalf("ParseRate(%q) = %+v, which does not validate: %v", s, r, err)
+		}
+		if r.Unlimited() {
+			return
+		}
+		back, err := ratelimit.ParseRate(r.String())
+		if err != nil || back.Requests != r.Requests || back.Per != r.Per || back.Capacity() != r.Capacity() {
+			t.Fatalf("round trip of %q via %q: %+v, %v", s, r.String(), back, err)
+		}
+	})
+}
