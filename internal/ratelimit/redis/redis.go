@@ -25,13 +25,18 @@ const DefaultPrefix = "fhirgate:rl:"
 const DefaultTimeout = 250 * time.Millisecond
 
 // The bucket script. KEYS[1] is the bucket; ARGV: refill rate in tokens per
-// microsecond, capacity, now in microseconds, idle expiry in milliseconds.
+// microsecond, capacity, now in microseconds (negative: the Redis server's
+// clock), idle expiry in milliseconds.
 // A clock behind the stored time (another node's) does not refill.
 // It returns {allowed, whole tokens left, microseconds until a token}.
 var script = goredis.NewScript(`
 local rate = tonumber(ARGV[1])
 local cap = tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
+if now < 0 then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
 local v = redis.call('HMGET', KEYS[1], 't', 'ts', 'cap', 'rate')
 local tokens = tonumber(v[1])
 local ts = tonumber(v[2])
@@ -63,8 +68,12 @@ type Options struct {
 	// Prefix is put before every key; DefaultPrefix when empty.
 	Prefix string
 	// Now is the clock; time.Now when nil. Nodes sharing a budget should
-	// keep their clocks in sync (a lagging clock never refills a bucket).
+	// keep their clocks in sync (a lagging clock never refills a bucket),
+	// or use ServerTime.
 	Now func() time.Time
+	// ServerTime measures refills with the Redis server's clock instead of
+	// Now, so nodes with skewed clocks still share one budget exactly.
+	ServerTime bool
 	// Timeout bounds one Redis call; DefaultTimeout when zero.
 	Timeout time.Duration
 	// FailOpen, when Redis is unreachable, answers from Fallback instead of
@@ -85,6 +94,7 @@ type Limiter struct {
 	now      func() time.Time
 	timeout  time.Duration
 	failOpen bool
+	server   bool
 	fallback ratelimit.Limiter
 	log      *slog.Logger
 	down     atomic.Bool
@@ -111,7 +121,7 @@ func New(opts Options) (*Limiter, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Limiter{c: opts.Client, prefix: opts.Prefix, now: opts.Now, timeout: opts.Timeout,
-		failOpen: opts.FailOpen, fallback: opts.Fallback, log: opts.Logger}, nil
+		failOpen: opts.FailOpen, server: opts.ServerTime, fallback: opts.Fallback, log: opts.Logger}, nil
 }
 
 // Allow implements ratelimit.Limiter.
@@ -121,6 +131,9 @@ func (l *Limiter) Allow(ctx context.Context, key string, r ratelimit.Rate) (rate
 	}
 	perMicro := r.PerSecond() / 1e6
 	now := l.now().UnixMicro()
+	if l.server {
+		now = -1
+	}
 	// Keep an idle bucket until it would have refilled, plus a margin.
 	idle := time.Duration(float64(r.Capacity())/r.PerSecond()*float64(time.Second)) + time.Minute
 	cctx, cancel := context.WithTimeout(ctx, l.timeout)

@@ -138,3 +138,31 @@ func BenchmarkRedisAllow(b *testing.B) {
 	l, _ := rlredis.New(rlredis.Options{Client: c, Prefix: prefix()})
 	ratelimittest.Bench(b, l)
 }
+
+func TestServerTime(t *testing.T) {
+	c := client(t)
+	p := prefix()
+	// Two nodes whose clocks are an hour apart share one exact budget.
+	behind := ratelimittest.NewClock(time.Now().Add(-time.Hour))
+	ahead := ratelimittest.NewClock(time.Now().Add(time.Hour))
+	n1, _ := rlredis.New(rlredis.Options{Client: c, Prefix: p, ServerTime: true, Now: behind.Now})
+	n2, _ := rlredis.New(rlredis.Options{Client: c, Prefix: p, ServerTime: true, Now: ahead.Now})
+	r := ratelimit.Rate{Requests: 4, Per: time.Hour}
+	allowed := 0
+	for i := range 10 {
+		l := n1
+		if i%2 == 1 {
+			l = n2
+		}
+		d, err := l.Allow(context.Background(), "k", r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Allowed {
+			allowed++
+		}
+	}
+	if allowed != 4 {
+		t.Fatalf("%d allowed with skewed clocks, want 4", allowed)
+	}
+}
