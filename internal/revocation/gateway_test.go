@@ -2,9 +2,11 @@ package revocation_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,15 +31,35 @@ const (
 type gatewayFixture struct {
 	t       *testing.T
 	store   storage.Store
+	src     *switchable
 	issuer  *token.Issuer
 	checker *revocation.Checker
 	srv     *httptest.Server
-	stop    context.CancelFunc
+}
+
+// switchable is the store's revocation list, which a test can break.
+type switchable struct {
+	revocation.Source
+	mu   sync.Mutex
+	down bool
+}
+
+func (s *switchable) setDown(down bool) { s.mu.Lock(); s.down = down; s.mu.Unlock() }
+
+func (s *switchable) RevokedSince(ctx context.Context, since, now time.Time) ([]storage.RevokedToken, error) {
+	s.mu.Lock()
+	down := s.down
+	s.mu.Unlock()
+	if down {
+		return nil, errors.New("database unreachable")
+	}
+	return s.Source.RevokedSince(ctx, since, now)
 }
 
 // newGatewayFixture runs the real gateway in front of the demo EHR with a
 // Checker polling the store every interval.
-func newGatewayFixture(t *testing.T, st storage.Store, interval, staleness time.Duration) *gatewayFixture {
+// Without run, the checker refreshes on demand only.
+func newGatewayFixture(t *testing.T, st storage.Store, interval, staleness time.Duration, run bool) *gatewayFixture {
 	t.Helper()
 	ctx := context.Background()
 	km, err := keys.New(ctx, keys.Options{Store: st, KEK: keys.DevKEK()})
@@ -59,14 +81,17 @@ func newGatewayFixture(t *testing.T, st storage.Store, interval, staleness time.
 	if err != nil {
 		t.Fatal(err)
 	}
-	checker, err := revocation.New(revocation.Options{Source: st, Interval: interval, MaxStaleness: staleness})
+	src := &switchable{Source: st}
+	checker, err := revocation.New(revocation.Options{Source: src, Interval: interval, MaxStaleness: staleness})
 	if err != nil {
 		t.Fatal(err)
 	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = checker.Run(runCtx) }()
-	t.Cleanup(func() { stop(); <-done })
+	if run {
+		runCtx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); _ = checker.Run(runCtx) }()
+		t.Cleanup(func() { stop(); <-done })
+	}
 	h, err := gateway.New(gateway.Options{
 		BaseURL: fhirBase, Upstreams: []*upstream.Upstream{up}, Tokens: iss, Revocations: checker,
 		SMARTConfiguration: func() ([]byte, error) { return []byte(`{}`), nil },
@@ -79,7 +104,7 @@ func newGatewayFixture(t *testing.T, st storage.Store, interval, staleness time.
 	h.Register(mux)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	return &gatewayFixture{t: t, store: st, issuer: iss, checker: checker, srv: srv, stop: stop}
+	return &gatewayFixture{t: t, store: st, src: src, issuer: iss, checker: checker, srv: srv}
 }
 
 func (g *gatewayFixture) token() (string, token.AccessClaims) {
@@ -134,7 +159,15 @@ func (g *gatewayFixture) waitStatus(tok string, want int, limit time.Duration) t
 func TestRevokedTokenStopsAtGatewayWithinBound(t *testing.T) {
 	const interval, staleness = 100 * time.Millisecond, time.Second
 	backends.Run(t, func(t *testing.T, open func(testing.TB) storage.Store) {
-		g := newGatewayFixture(t, open(t), interval, staleness)
+		for _, run := range []bool{true, false} {
+			t.Logf("background loop: %v", run)
+			revokedWithinBound(t, newGatewayFixture(t, open(t), interval, staleness, run), interval, staleness)
+		}
+	})
+}
+
+func revokedWithinBound(t *testing.T, g *gatewayFixture, interval, staleness time.Duration) {
+	{
 		famTok, famClaims := g.token()
 		jtiTok, jtiClaims := g.token()
 		other, _ := g.token()
@@ -166,19 +199,21 @@ func TestRevokedTokenStopsAtGatewayWithinBound(t *testing.T) {
 		if s := g.status(other); s != http.StatusOK {
 			t.Fatalf("an unrelated token was refused: %d", s)
 		}
-	})
+	}
 }
 
 // TestGatewayFailsClosedWhenStale: when the list cannot be refreshed for
 // longer than the staleness bound, the gateway refuses every token (503).
 func TestGatewayFailsClosedWhenStale(t *testing.T) {
 	const interval, staleness = 50 * time.Millisecond, 300 * time.Millisecond
-	g := newGatewayFixture(t, backends.OpenSQLite(t), interval, staleness)
+	g := newGatewayFixture(t, backends.OpenSQLite(t), interval, staleness, true)
 	tok, _ := g.token()
 	g.waitStatus(tok, http.StatusOK, 2*time.Second)
-	g.stop() // polling stops, as if the store were unreachable
+	g.src.setDown(true) // the store becomes unreachable
 	took := g.waitStatus(tok, http.StatusServiceUnavailable, 2*time.Second)
 	if took > staleness+200*time.Millisecond {
 		t.Errorf("stale list still trusted after %s (bound %s)", took, staleness)
 	}
+	g.src.setDown(false) // and comes back: the next request reloads the list
+	g.waitStatus(tok, http.StatusOK, 2*time.Second)
 }

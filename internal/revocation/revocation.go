@@ -4,7 +4,13 @@
 // token families, storage.RevocationList) in memory and refreshes it by
 // polling RevokedSince every Interval.
 //
-// Staleness is bounded: when the last successful poll is older than
+// The list refreshes itself on demand, so a Checker needs no goroutine of
+// its own: a lookup finding the list older than Interval starts one
+// background poll, and a lookup finding it older than MaxStaleness (or
+// never loaded) polls synchronously first. Run adds a steady background
+// loop, so the first request after a quiet spell does not pay for a poll.
+//
+// Staleness is bounded: when the list cannot be refreshed and is older than
 // MaxStaleness, Revoked returns ErrStale and the gateway refuses the request
 // (fail closed) instead of answering from an old list. A token revoked at
 // the authorization server therefore stops working at the gateway within
@@ -17,6 +23,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fhirgate/fhirgate/internal/storage"
@@ -83,6 +90,9 @@ type Checker struct {
 	entries  map[key]time.Time // -> ExpiresAt
 	lastOK   time.Time         // Now() when the last successful poll started
 	lastPoll time.Time         // the now passed to the last successful poll
+
+	pollMu  sync.Mutex  // one poll at a time
+	polling atomic.Bool // a background poll is in flight
 }
 
 // New validates opts and fills defaults. The Checker answers ErrStale until
@@ -125,18 +135,28 @@ func (c *Checker) Interval() time.Duration { return c.opts.Interval }
 func (c *Checker) MaxStaleness() time.Duration { return c.opts.MaxStaleness }
 
 // Revoked reports whether the access token jti, or its token family, is on
-// the revocation list. It returns ErrStale when the list is older than
-// MaxStaleness (or was never loaded): the caller must then refuse.
-func (c *Checker) Revoked(_ context.Context, jti, familyID string) (bool, error) {
+// the revocation list. A list older than MaxStaleness (or never loaded) is
+// refreshed first; if that fails, Revoked returns ErrStale and the caller
+// must refuse. A list older than Interval is refreshed in the background.
+func (c *Checker) Revoked(ctx context.Context, jti, familyID string) (bool, error) {
+	c.mu.RLock()
+	last := c.lastOK
+	c.mu.RUnlock()
 	now := c.opts.Now()
+	switch age := now.Sub(last); {
+	case last.IsZero() || age > c.opts.MaxStaleness:
+		if err := c.refresh(ctx); err != nil {
+			if last.IsZero() {
+				return false, fmt.Errorf("%w: never loaded: %w", ErrStale, err)
+			}
+			return false, fmt.Errorf("%w: last refreshed %s ago (bound %s): %w", ErrStale,
+				age.Truncate(time.Millisecond), c.opts.MaxStaleness, err)
+		}
+	case age >= c.opts.Interval:
+		c.refreshAsync()
+	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	if c.lastOK.IsZero() {
-		return false, fmt.Errorf("%w: not loaded yet", ErrStale)
-	}
-	if age := now.Sub(c.lastOK); age > c.opts.MaxStaleness {
-		return false, fmt.Errorf("%w: last refreshed %s ago (bound %s)", ErrStale, age.Truncate(time.Millisecond), c.opts.MaxStaleness)
-	}
 	if jti != "" {
 		if _, ok := c.entries[key{storage.RevokedAccessToken, jti}]; ok {
 			return true, nil
@@ -148,6 +168,32 @@ func (c *Checker) Revoked(_ context.Context, jti, familyID string) (bool, error)
 		}
 	}
 	return false, nil
+}
+
+// refresh polls unless another caller refreshed the list meanwhile.
+func (c *Checker) refresh(ctx context.Context) error {
+	c.pollMu.Lock()
+	defer c.pollMu.Unlock()
+	c.mu.RLock()
+	last := c.lastOK
+	c.mu.RUnlock()
+	if !last.IsZero() && c.opts.Now().Sub(last) < c.opts.Interval {
+		return nil
+	}
+	return c.poll(context.WithoutCancel(ctx))
+}
+
+// refreshAsync starts one background poll unless one is in flight.
+func (c *Checker) refreshAsync() {
+	if !c.polling.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer c.polling.Store(false)
+		if err := c.refresh(context.Background()); err != nil {
+			c.opts.Logger.Error("revocation list poll failed", "error", err)
+		}
+	}()
 }
 
 // Add records an entry locally at once (for revocations this process made
@@ -169,6 +215,13 @@ func (c *Checker) Len() int {
 // unexpired entries on the first poll), merges them, drops expired ones and
 // marks the list fresh.
 func (c *Checker) Poll(ctx context.Context) error {
+	c.pollMu.Lock()
+	defer c.pollMu.Unlock()
+	return c.poll(ctx)
+}
+
+// poll is Poll with pollMu held.
+func (c *Checker) poll(ctx context.Context) error {
 	started := c.opts.Now()
 	c.mu.RLock()
 	since := time.Time{}

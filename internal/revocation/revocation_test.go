@@ -93,12 +93,8 @@ func TestRevokedAndIncrementalPolls(t *testing.T) {
 	ctx := context.Background()
 	clk := &clock{t: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)}
 	src := &fakeList{}
-	c := newChecker(t, src, clk, revocation.Options{Interval: 2 * time.Second, Overlap: 10 * time.Second})
-
-	// Never loaded: fail closed.
-	if _, err := c.Revoked(ctx, "j1", "f1"); !errors.Is(err, revocation.ErrStale) {
-		t.Fatalf("before the first poll: %v", err)
-	}
+	// A long interval: only the explicit polls below run.
+	c := newChecker(t, src, clk, revocation.Options{Interval: 2 * time.Minute, Overlap: 10 * time.Second})
 	now := clk.Now()
 	src.add(storage.RevokedToken{Kind: storage.RevokedAccessToken, ID: "j-old", RevokedAt: now.Add(-time.Hour), ExpiresAt: now.Add(time.Minute)})
 	src.add(storage.RevokedToken{Kind: storage.RevokedFamily, ID: "f-expired", RevokedAt: now.Add(-2 * time.Hour), ExpiresAt: now.Add(-time.Hour)})
@@ -136,7 +132,7 @@ func TestRevokedAndIncrementalPolls(t *testing.T) {
 	}
 
 	// Entries leave the set when they expire.
-	clk.Add(time.Minute)
+	clk.Add(time.Minute - 2*time.Second)
 	if err := c.Poll(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -145,6 +141,43 @@ func TestRevokedAndIncrementalPolls(t *testing.T) {
 	// Add takes effect at once.
 	c.Add(storage.RevokedToken{Kind: storage.RevokedAccessToken, ID: "j-local", RevokedAt: clk.Now(), ExpiresAt: clk.Now().Add(time.Minute)})
 	check("j-local", "", true)
+}
+
+func TestLoadsOnDemand(t *testing.T) {
+	ctx := context.Background()
+	clk := &clock{t: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)}
+	src := &fakeList{}
+	c := newChecker(t, src, clk, revocation.Options{Interval: time.Second, MaxStaleness: 5 * time.Second})
+
+	// Never loaded and the store down: fail closed.
+	src.setFail(errors.New("database down"))
+	if _, err := c.Revoked(ctx, "j1", "f1"); !errors.Is(err, revocation.ErrStale) {
+		t.Fatalf("never loaded, store down: %v", err)
+	}
+	// The first lookup loads the list synchronously.
+	src.setFail(nil)
+	now := clk.Now()
+	src.add(storage.RevokedToken{Kind: storage.RevokedFamily, ID: "f1", RevokedAt: now, ExpiresAt: now.Add(time.Hour)})
+	if ok, err := c.Revoked(ctx, "j1", "f1"); err != nil || !ok {
+		t.Fatalf("first lookup: %v %v", ok, err)
+	}
+	// Older than Interval: a lookup answers at once and refreshes behind.
+	clk.Add(time.Second)
+	src.add(storage.RevokedToken{Kind: storage.RevokedFamily, ID: "f2", RevokedAt: clk.Now(), ExpiresAt: clk.Now().Add(time.Hour)})
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		ok, err := c.Revoked(ctx, "", "f2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("background refresh never picked up f2")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func TestFailsClosedWhenStale(t *testing.T) {
