@@ -173,6 +173,11 @@ func (h *Handler) authorized(w http.ResponseWriter, r *http.Request, ev audit.Ev
 			h.refuseDecision(w, r, ev, scheme, decision, fmt.Sprintf("Bundle.entry[%d]", idx))
 			return
 		}
+		// Search entries get their constraints like top-level searches.
+		if x.body, _, err = constrainBundleSearches(v.principal, x.body, ents); err != nil {
+			h.deny(w, r, ev, http.StatusBadRequest, fhir.CodeInvalid, "the Bundle cannot be processed", err.Error())
+			return
+		}
 	} else {
 		decision = policy.Decide(v.principal, req)
 		if !decision.Allow {
