@@ -139,6 +139,7 @@ func TestFHIRClientStandalonePatientLaunch(t *testing.T) {
 	if got := fmt.Sprint(r.Refused["Condition"]); got != "403" {
 		t.Fatalf("unchecked Condition read: %s, want 403", got)
 	}
+	b.copyToDocs("login", "consent")
 	if u, _ := url.Parse(r.URLAfterReady); u == nil || u.Query().Has("code") || u.Query().Has("state") {
 		t.Fatalf("the code stayed in the browser's URL: %s", r.URLAfterReady)
 	}

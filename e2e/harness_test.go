@@ -172,7 +172,9 @@ type browser struct {
 	ctx context.Context // the first tab
 	dir string          // screenshots
 	n   int
-	mu  sync.Mutex
+	// shots maps a screenshot name to the file last saved under it.
+	shots map[string]string
+	mu    sync.Mutex
 	log strings.Builder // console and exceptions of the pages
 }
 
@@ -197,7 +199,7 @@ func newBrowser(t testing.TB) *browser {
 		chromedp.WindowSize(1024, 800),
 	}
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	b := &browser{t: t, dir: artifactDir(t)}
+	b := &browser{t: t, dir: artifactDir(t), shots: map[string]string{}}
 	ctx, cancel := chromedp.NewContext(actx)
 	t.Cleanup(func() { cancel(); cancelAlloc() })
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[chromedp.Void]("1")); err != nil {
@@ -299,9 +301,20 @@ func (b *browser) waitPath(suffix string) string {
 // shot saves a PNG of the viewport as NN-name.png.
 func (b *browser) shot(name string) string {
 	b.t.Helper()
+	return b.capture(name, chromedp.CaptureScreenshot())
+}
+
+// fullShot saves a PNG of the whole page as NN-name.png.
+func (b *browser) fullShot(name string) string {
+	b.t.Helper()
+	return b.capture(name, chromedp.FullScreenshot(100))
+}
+
+func (b *browser) capture(name string, a chromedp.Action[[]byte]) string {
+	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
 	defer cancel()
-	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	png, err := chromedp.Run(ctx, a)
 	if err != nil {
 		b.t.Logf("screenshot %s: %v", name, err)
 		return ""
@@ -311,6 +324,7 @@ func (b *browser) shot(name string) string {
 	if err := os.WriteFile(p, png, 0o644); err != nil {
 		b.t.Logf("screenshot %s: %v", name, err)
 	}
+	b.shots[name] = p
 	return p
 }
 
@@ -318,6 +332,27 @@ func (b *browser) shot(name string) string {
 func (b *browser) text() string {
 	s, _ := eval[string](b, "document.body ? document.body.innerText : ''")
 	return s
+}
+
+// updateDocsEnv, when set, makes TestFHIRClientStandalonePatientLaunch copy
+// its login and consent screenshots to docs/img for the README.
+const updateDocsEnv = "FHIRGATE_E2E_UPDATE_DOCS"
+
+// copyToDocs copies the named screenshots to docs/img/<name>.png.
+func (b *browser) copyToDocs(names ...string) {
+	b.t.Helper()
+	if os.Getenv(updateDocsEnv) == "" {
+		return
+	}
+	for _, n := range names {
+		data, err := os.ReadFile(b.shots[n])
+		if err != nil {
+			b.t.Fatalf("screenshot %s: %v", n, err)
+		}
+		if err := os.WriteFile(filepath.Join("..", "docs", "img", n+".png"), data, 0o644); err != nil {
+			b.t.Fatal(err)
+		}
+	}
 }
 
 // waitLogin waits for fhirgate's sign-in page.
@@ -351,7 +386,7 @@ func (b *browser) consent(uncheck ...string) {
 			b.fail("uncheck "+s, fmt.Errorf("still checked (%v)", err))
 		}
 	}
-	b.shot("consent")
+	b.fullShot("consent")
 	b.do("approve", chromedp.Click(chromedp.CSS(`button[name="decision"][value="approve"]`)))
 }
 
