@@ -77,17 +77,22 @@ func buildGateway(cfg *config.Config, store storage.Store, km *keys.Manager, tok
 		}
 		ups = append(ups, up)
 	}
-	revs, err := gateway.NewFamilyRevocations(store, 0, 0, now)
+	revs, err := gateway.NewFamilyRevocations(store, 0, 0, now) // Leaked: revokes exposed tokens' families
+	if err != nil {
+		return nil, err
+	}
+	checker, err := revocationChecker(cfg, store, log, now)
 	if err != nil {
 		return nil, err
 	}
 	issuer = strings.TrimRight(issuer, "/")
 	gw, err := gateway.New(gateway.Options{
-		BaseURL: cfg.FHIRBase, Upstreams: ups, Tokens: tokens, Revocations: revs, Leaked: revs,
+		BaseURL: cfg.FHIRBase, Upstreams: ups, Tokens: tokens, Revocations: checker, Leaked: revs,
 		CORS: origins,
 		OAuth: gateway.OAuthURIs{
 			Authorize: issuer + discovery.PathAuthorize, Token: issuer + discovery.PathToken,
 			Register: issuer + discovery.PathRegister,
+			Revoke:   issuer + discovery.PathRevoke, Introspect: issuer + discovery.PathIntrospect,
 		},
 		SMARTConfiguration: smart,
 		UpstreamTimeout:    cfg.Gateway.UpstreamTimeout,

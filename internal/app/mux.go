@@ -14,6 +14,7 @@ import (
 	"github.com/fhirgate/fhirgate/internal/grant"
 	"github.com/fhirgate/fhirgate/internal/keys"
 	"github.com/fhirgate/fhirgate/internal/launch"
+	"github.com/fhirgate/fhirgate/internal/mtls"
 	"github.com/fhirgate/fhirgate/internal/registration"
 	"github.com/fhirgate/fhirgate/internal/session"
 	"github.com/fhirgate/fhirgate/internal/storage"
@@ -53,6 +54,7 @@ func buildMux(cfg *config.Config, store storage.Store, km *keys.Manager, tokens 
 
 	disc, err := discovery.New(discovery.Options{
 		Issuer: cfg.Issuer, FHIRBases: []string{cfg.FHIRBase}, Keys: km, Logger: log, Now: now,
+		Revocation: true, Introspection: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("discovery: %w", err)
@@ -88,12 +90,16 @@ func buildMux(cfg *config.Config, store storage.Store, km *keys.Manager, tokens 
 		Clients: store, Codes: store, Tokens: store, Users: store, Issuer: tokens,
 		IssuerURL: cfg.Issuer, FHIRBase: cfg.FHIRBase,
 		RefreshIdle: cfg.Tokens.RefreshIdle, RefreshAbsolute: cfg.Tokens.RefreshAbsolute,
+		RefreshRetryWindow: cfg.Tokens.RefreshRetryWindow, Sessions: store,
 		Auditor: auditor, Logger: log, Now: now,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("token endpoint: %w", err)
 	}
 	tokenH.RegisterWith(mux, policy.Handler)
+	if err := mountLifecycle(mux, cfg, store, tokens, nil, mtls.TrustedProxies{}, policy.Handler, auditor, log, now); err != nil {
+		return nil, err
+	}
 
 	uiH, err := userinfo.New(userinfo.Options{
 		Issuer: tokens, Tokens: store, Users: store, FHIRBase: cfg.FHIRBase,
