@@ -73,6 +73,7 @@ func newRoot(e *env) *cobra.Command {
 		newLaunchCmd(e, g),
 		newKeysCmd(e, g),
 		newPatientsCmd(e, g),
+		newConsentsCmd(e, g),
 		newCertsCmd(e),
 		newVersionCmd(e),
 	)
