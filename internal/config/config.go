@@ -28,20 +28,23 @@ import (
 // key (`yaml`), its environment variable (`env`) and a one-line description
 // (`doc`), from which the README table is written.
 type Config struct {
-	Addr                    string     `yaml:"addr" env:"FHIRGATE_ADDR" doc:"listen address host:port"`
-	Issuer                  string     `yaml:"issuer" env:"FHIRGATE_ISSUER" doc:"issuer URL; https unless its host is loopback"`
-	FHIRBase                string     `yaml:"fhir_base" env:"FHIRGATE_FHIR_BASE" doc:"FHIR base URL apps send as aud"`
-	DataDir                 string     `yaml:"data_dir" env:"FHIRGATE_DATA_DIR" doc:"directory of the SQLite database"`
-	Storage                 Storage    `yaml:"storage"`
-	TLS                     TLS        `yaml:"tls"`
-	InsecureHTTPBehindProxy bool       `yaml:"insecure_http_behind_proxy" env:"FHIRGATE_INSECURE_HTTP_BEHIND_PROXY" doc:"allow plain http on a non-loopback address (TLS terminated by a proxy)"`
-	Keys                    Keys       `yaml:"keys"`
-	Tokens                  Tokens     `yaml:"tokens"`
-	Login                   Login      `yaml:"login"`
-	Roles                   Roles      `yaml:"roles"`
-	Log                     Log        `yaml:"log"`
-	Gateway                 Gateway    `yaml:"gateway"`
-	Revocation              Revocation `yaml:"revocation"`
+	Addr                    string       `yaml:"addr" env:"FHIRGATE_ADDR" doc:"listen address host:port"`
+	Issuer                  string       `yaml:"issuer" env:"FHIRGATE_ISSUER" doc:"issuer URL; https unless its host is loopback"`
+	FHIRBase                string       `yaml:"fhir_base" env:"FHIRGATE_FHIR_BASE" doc:"FHIR base URL apps send as aud"`
+	DataDir                 string       `yaml:"data_dir" env:"FHIRGATE_DATA_DIR" doc:"directory of the SQLite database"`
+	Storage                 Storage      `yaml:"storage"`
+	TLS                     TLS          `yaml:"tls"`
+	InsecureHTTPBehindProxy bool         `yaml:"insecure_http_behind_proxy" env:"FHIRGATE_INSECURE_HTTP_BEHIND_PROXY" doc:"allow plain http on a non-loopback address (TLS terminated by a proxy)"`
+	Keys                    Keys         `yaml:"keys"`
+	Tokens                  Tokens       `yaml:"tokens"`
+	Login                   Login        `yaml:"login"`
+	Roles                   Roles        `yaml:"roles"`
+	Log                     Log          `yaml:"log"`
+	Gateway                 Gateway      `yaml:"gateway"`
+	Revocation              Revocation   `yaml:"revocation"`
+	PAR                     PAR          `yaml:"par"`
+	ClientAuth              ClientAuth   `yaml:"client_auth"`
+	Registration            Registration `yaml:"registration"`
 	// Upstreams lists the gateway's backends by path prefix (YAML only).
 	Upstreams []Upstream `yaml:"upstreams"`
 
@@ -67,6 +70,9 @@ type TLS struct {
 // Keys configures signing-key protection.
 type Keys struct {
 	KEK string `yaml:"kek" env:"FHIRGATE_KEK" doc:"base64 of 32 random bytes encrypting signing keys at rest; empty = development KEK (loopback issuer only)" secret:"true"`
+	// RotationPeriod and Prepublish schedule signing-key rotation.
+	RotationPeriod time.Duration `yaml:"rotation_period" env:"FHIRGATE_KEY_ROTATION_PERIOD" doc:"scheduled signing-key rotation period, e.g. 720h; 0 = off"`
+	Prepublish     time.Duration `yaml:"prepublish" env:"FHIRGATE_KEY_PREPUBLISH" doc:"how long the next signing key is published before it signs; 0 = 24h (at most half the period)"`
 }
 
 // Tokens holds token lifetimes.
@@ -77,6 +83,30 @@ type Tokens struct {
 	RefreshAbsolute    time.Duration `yaml:"refresh_absolute" env:"FHIRGATE_REFRESH_ABSOLUTE" doc:"refresh token family absolute lifetime, >= refresh_idle"`
 	CodeTTL            time.Duration `yaml:"code_ttl" env:"FHIRGATE_CODE_TTL" doc:"authorization code lifetime, at most 60s"`
 	RefreshRetryWindow time.Duration `yaml:"refresh_retry_window" env:"FHIRGATE_REFRESH_RETRY_WINDOW" doc:"after a rotation, the previous refresh token may be retried this long while its successor is unused; 0 = never"`
+	// BackendAccessTokenTTL is the client_credentials token lifetime.
+	BackendAccessTokenTTL time.Duration `yaml:"backend_access_token_ttl" env:"FHIRGATE_BACKEND_ACCESS_TOKEN_TTL" doc:"client_credentials (SMART Backend Services) access token lifetime, at most 60m"`
+}
+
+// PAR configures pushed authorization requests (RFC 9126).
+type PAR struct {
+	Required bool          `yaml:"required" env:"FHIRGATE_PAR_REQUIRED" doc:"every authorization request must be pushed to /par first"`
+	TTL      time.Duration `yaml:"ttl" env:"FHIRGATE_PAR_TTL" doc:"lifetime of a request_uri, at most 10m"`
+}
+
+// ClientAuth configures asymmetric client authentication.
+type ClientAuth struct {
+	JWKSTimeout  time.Duration `yaml:"jwks_timeout" env:"FHIRGATE_CLIENT_JWKS_TIMEOUT" doc:"timeout fetching a client's jwks_uri"`
+	JWKSMaxBytes int           `yaml:"jwks_max_bytes" env:"FHIRGATE_CLIENT_JWKS_MAX_BYTES" doc:"largest jwks_uri response accepted"`
+	JWKSCacheTTL time.Duration `yaml:"jwks_cache_ttl" env:"FHIRGATE_CLIENT_JWKS_CACHE_TTL" doc:"how long a fetched jwks_uri set is cached"`
+	// Insecure switches for tests and closed networks.
+	InsecureJWKSPrivateAddresses bool   `yaml:"insecure_jwks_private_addresses" env:"FHIRGATE_CLIENT_INSECURE_JWKS_PRIVATE_ADDRESSES" doc:"let jwks_uri fetches reach loopback, private and link-local addresses"`
+	InsecureJWKSHTTPLoopback     bool   `yaml:"insecure_jwks_http_loopback" env:"FHIRGATE_CLIENT_INSECURE_JWKS_HTTP_LOOPBACK" doc:"accept http:// jwks_uri on loopback hosts (tests)"`
+	CAFile                       string `yaml:"ca_file" env:"FHIRGATE_CLIENT_CA_FILE" doc:"PEM CA certificates that issue tls_client_auth client certificates; empty = tls_client_auth off"`
+}
+
+// Registration configures dynamic client registration.
+type Registration struct {
+	AllowBackendClients bool `yaml:"allow_backend_clients" env:"FHIRGATE_REGISTRATION_ALLOW_BACKEND_CLIENTS" doc:"let /register create client_credentials (system/ scope) clients"`
 }
 
 // Login holds the login throttling settings.
@@ -113,6 +143,13 @@ const (
 	DefaultMaxFailures     = 5
 	DefaultLockout         = 15 * time.Minute
 	DefaultLogLevel        = "info"
+	// DefaultBackendAccessTokenTTL: SMART Backend Services tokens live five minutes.
+	DefaultBackendAccessTokenTTL = 5 * time.Minute
+	DefaultPARTTL                = 60 * time.Second
+	MaxPARTTL                    = 10 * time.Minute
+	DefaultJWKSTimeout           = 5 * time.Second
+	DefaultJWKSMaxBytes          = 64 << 10
+	DefaultJWKSCacheTTL          = time.Hour
 	// DefaultPatientScopes: a patient user may share read access to their own record.
 	DefaultPatientScopes = "openid fhirUser profile launch launch/patient offline_access online_access patient/*.rs"
 	// DefaultClinicianScopes: a clinician may grant full patient- and user-level access.
@@ -135,8 +172,12 @@ func Default() *Config {
 			RefreshAbsolute:    DefaultRefreshAbsolute,
 			CodeTTL:            DefaultCodeTTL,
 			RefreshRetryWindow: DefaultRefreshRetryWindow,
+
+			BackendAccessTokenTTL: DefaultBackendAccessTokenTTL,
 		},
-		Login: Login{MaxFailures: DefaultMaxFailures, Lockout: DefaultLockout},
+		PAR:        PAR{TTL: DefaultPARTTL},
+		ClientAuth: ClientAuth{JWKSTimeout: DefaultJWKSTimeout, JWKSMaxBytes: DefaultJWKSMaxBytes, JWKSCacheTTL: DefaultJWKSCacheTTL},
+		Login:      Login{MaxFailures: DefaultMaxFailures, Lockout: DefaultLockout},
 		Roles: Roles{
 			Patient:   DefaultPatientScopes,
 			Clinician: DefaultClinicianScopes,
