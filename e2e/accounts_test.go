@@ -17,7 +17,7 @@ import (
 // alertText waits for the page's role=alert message and returns it.
 func (b *browser) alertText(what string) string {
 	b.t.Helper()
-	return waitJS[string](b, what, `document.readyState === "complete" && document.querySelector('[role="alert"]') && document.querySelector('[role="alert"]').innerText`, 20*time.Second)
+	return waitJS[string](b, what, `document.readyState === "complete" && document.querySelector('[role="alert"]') && document.querySelector('[role="alert"]').innerText`, pageWait)
 }
 
 // TestLoginLockoutAndLogout: wrong passwords lock the account (the right

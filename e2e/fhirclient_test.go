@@ -78,7 +78,7 @@ type appResult struct {
 func waitApp(t *testing.T, b *browser) appResult {
 	t.Helper()
 	b.waitPath("/callback.html")
-	raw := waitJS[string](b, "the SMART app's result", `window.e2eResult ? JSON.stringify(window.e2eResult) : window.e2eError ? "ERR " + window.e2eError : ""`, 30*time.Second)
+	raw := waitJS[string](b, "the SMART app's result", `window.e2eResult ? JSON.stringify(window.e2eResult) : window.e2eError ? "ERR " + window.e2eError : ""`, pageWait)
 	b.shot("app")
 	if strings.HasPrefix(raw, "ERR ") {
 		b.fail("the SMART app", fmt.Errorf("%s", raw))

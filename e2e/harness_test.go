@@ -34,6 +34,10 @@ const chromiumPath = "/usr/bin/chromium"
 // node_modules from a skip into a failure, so CI cannot pass by skipping.
 const requiredEnv = "FHIRGATE_E2E_REQUIRED"
 
+// pageWait bounds each wait for a page or a browser step (generous: CI runs
+// other packages' race-enabled tests on the same two cores).
+const pageWait = 30 * time.Second
+
 // fastPW keeps argon2id cheap in tests.
 var fastPW = password.Params{Time: 1, Memory: 1024, Threads: 1, KeyLen: 32}
 
@@ -202,7 +206,19 @@ func newBrowser(t testing.TB) *browser {
 	b := &browser{t: t, dir: artifactDir(t), shots: map[string]string{}}
 	ctx, cancel := chromedp.NewContext(actx)
 	t.Cleanup(func() { cancel(); cancelAlloc() })
-	if _, err := chromedp.Run(ctx, chromedp.Evaluate[chromedp.Void]("1")); err != nil {
+	// The first Run starts the browser; its context must not carry a
+	// deadline (that would end the browser), so a watchdog bounds it.
+	started := make(chan struct{})
+	go func() {
+		select {
+		case <-started:
+		case <-time.After(60 * time.Second):
+			cancel()
+		}
+	}()
+	_, err := chromedp.Run(ctx, chromedp.Evaluate[chromedp.Void]("1"))
+	close(started)
+	if err != nil {
 		t.Fatalf("starting chromium: %v", err)
 	}
 	b.ctx = ctx
@@ -232,7 +248,7 @@ func (b *browser) Logs() string {
 // location and console on error.
 func (b *browser) do(what string, steps ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
-	if err := b.try(20*time.Second, steps...); err != nil {
+	if err := b.try(pageWait, steps...); err != nil {
 		b.fail(what, err)
 	}
 }
@@ -295,7 +311,7 @@ func waitJS[T any](b *browser, what, expr string, d time.Duration) T {
 func (b *browser) waitPath(suffix string) string {
 	b.t.Helper()
 	return waitJS[string](b, "a page at *"+suffix,
-		fmt.Sprintf(`document.readyState === "complete" && location.pathname.endsWith(%q) && location.href`, suffix), 20*time.Second)
+		fmt.Sprintf(`document.readyState === "complete" && location.pathname.endsWith(%q) && location.href`, suffix), pageWait)
 }
 
 // shot saves a PNG of the viewport as NN-name.png.
@@ -358,7 +374,7 @@ func (b *browser) copyToDocs(names ...string) {
 // waitLogin waits for fhirgate's sign-in page.
 func (b *browser) waitLogin(s *server) {
 	b.t.Helper()
-	waitJS[bool](b, "the sign-in page", fmt.Sprintf(`location.href.startsWith(%q) && !!document.querySelector('input[name="password"]')`, s.issuer), 20*time.Second)
+	waitJS[bool](b, "the sign-in page", fmt.Sprintf(`location.href.startsWith(%q) && !!document.querySelector('input[name="password"]')`, s.issuer), pageWait)
 }
 
 // login fills the sign-in form and submits it.

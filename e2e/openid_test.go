@@ -141,7 +141,11 @@ func TestOpenIDClient(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = cmd.Wait() }()
+	defer func() { // on failure paths node may still wait for its stdin
+		_ = stdin.Close()
+		cancel()
+		_ = cmd.Wait()
+	}()
 	lines := bufio.NewScanner(stdout)
 	lines.Buffer(make([]byte, 1<<20), 1<<20)
 	next := func(what string) rpLine {
@@ -173,7 +177,7 @@ func TestOpenIDClient(t *testing.T) {
 	var callback string
 	select {
 	case callback = <-cb.got:
-	case <-time.After(20 * time.Second):
+	case <-time.After(pageWait):
 		b.fail("the redirect to the relying party", fmt.Errorf("no callback"))
 	}
 	b.waitPath("/cb")

@@ -45,7 +45,7 @@ func (b *browser) accountSignIn(s *server, next, username, pw string) {
 // the key and the step used.
 func (b *browser) enrolTOTP() (string, int64) {
 	b.t.Helper()
-	key := waitJS[string](b, "the TOTP enrol page", `document.readyState === "complete" && document.querySelector("#totp-key") && document.querySelector("#totp-key").innerText`, 20*time.Second)
+	key := waitJS[string](b, "the TOTP enrol page", `document.readyState === "complete" && document.querySelector("#totp-key") && document.querySelector("#totp-key").innerText`, pageWait)
 	if ok, _ := eval[bool](b, `(() => { const i = document.querySelector('img[src*="qr"]'); return !!i && i.complete && i.naturalWidth > 0; })()`); !ok {
 		b.fail("enrol page", fmt.Errorf("the QR code image did not load"))
 	}
@@ -55,7 +55,7 @@ func (b *browser) enrolTOTP() (string, int64) {
 		chromedp.SendKeys(chromedp.CSS(`input[name="code"]`), totp(b.t.(*testing.T), key, step)),
 		chromedp.Click(chromedp.CSS(`form[action="/mfa/enrol"] button[type="submit"]`)),
 	)
-	codes := waitJS[string](b, "the recovery codes", `document.readyState === "complete" && document.querySelector("#recovery-codes") && document.querySelector("#recovery-codes").innerText`, 20*time.Second)
+	codes := waitJS[string](b, "the recovery codes", `document.readyState === "complete" && document.querySelector("#recovery-codes") && document.querySelector("#recovery-codes").innerText`, pageWait)
 	if len(strings.Fields(codes)) < 5 {
 		b.fail("recovery codes", fmt.Errorf("%q", codes))
 	}
@@ -69,7 +69,7 @@ func (b *browser) signOut(s *server) {
 	b.t.Helper()
 	b.do("open connected apps", chromedp.Navigate(s.issuer+"/account/apps"))
 	b.do("sign out", chromedp.WaitVisible(chromedp.CSS(`#signout`)), chromedp.Click(chromedp.CSS(`#signout`)))
-	waitJS[bool](b, "signed out", `document.readyState === "complete" && !document.querySelector("#signout")`, 20*time.Second)
+	waitJS[bool](b, "signed out", `document.readyState === "complete" && !document.querySelector("#signout")`, pageWait)
 }
 
 // TestTOTPLogin: a clinician enrols an authenticator (QR code and key,
@@ -88,7 +88,7 @@ func TestTOTPLogin(t *testing.T) {
 	b.do("start an authorization request", chromedp.Navigate(rp.authURL()))
 	b.waitLogin(s)
 	b.login(clinicianUser, clinicianPass)
-	waitJS[bool](b, "the code page", `document.readyState === "complete" && !!document.querySelector('form[action="/mfa"] input[name="code"]')`, 20*time.Second)
+	waitJS[bool](b, "the code page", `document.readyState === "complete" && !!document.querySelector('form[action="/mfa"] input[name="code"]')`, pageWait)
 	// A wrong code is refused with a message.
 	wrong := fmt.Sprintf("%06d", (atoi(totp(t, key, step+1))+1)%1_000_000)
 	b.do("enter a wrong code", chromedp.SendKeys(chromedp.CSS(`input[name="code"]`), wrong),
@@ -157,7 +157,7 @@ func TestConnectedAppsRevoke(t *testing.T) {
 	}
 	b.shot("connected-apps")
 	b.do("revoke", chromedp.Click(revoke))
-	waitJS[bool](b, "the app is gone", fmt.Sprintf(`document.readyState === "complete" && !document.querySelector('button[id="revoke-%s"]')`, rp.cfg.ClientID), 20*time.Second)
+	waitJS[bool](b, "the app is gone", fmt.Sprintf(`document.readyState === "complete" && !document.querySelector('button[id="revoke-%s"]')`, rp.cfg.ClientID), pageWait)
 	b.shot("revoked")
 
 	// The gateway refuses the access token within the revocation bound.
@@ -197,7 +197,7 @@ func TestAdminConsoleCreateClient(t *testing.T) {
 	)
 	b.shot("console-new-client")
 	b.do("create", chromedp.Click(chromedp.CSS(`#create-client`)))
-	secret := waitJS[string](b, "the new secret", `document.readyState === "complete" && document.querySelector("#client-secret") && document.querySelector("#client-secret").innerText`, 20*time.Second)
+	secret := waitJS[string](b, "the new secret", `document.readyState === "complete" && document.querySelector("#client-secret") && document.querySelector("#client-secret").innerText`, pageWait)
 	b.shot("console-client-created")
 
 	var id string

@@ -58,7 +58,7 @@ func (r *goRP) exchange(t *testing.T, b *browser) *oauth2.Token {
 	var cb string
 	select {
 	case cb = <-r.cb.got:
-	case <-time.After(20 * time.Second):
+	case <-time.After(pageWait):
 		b.fail("the redirect to the client", fmt.Errorf("no callback"))
 	}
 	u, err := url.Parse(cb)
