@@ -179,7 +179,7 @@ type browser struct {
 	// shots maps a screenshot name to the file last saved under it.
 	shots map[string]string
 	mu    sync.Mutex
-	log strings.Builder // console and exceptions of the pages
+	log   strings.Builder // console and exceptions of the pages
 }
 
 // newBrowser starts Chromium with the flags this machine needs (no
