@@ -108,12 +108,13 @@ type fixture struct {
 }
 
 type fixtureOpts struct {
-	dpop      ProofVerifier
-	transport http.RoundTripper // replaces the network transport to the EHR
-	timeout   time.Duration
-	maxResp   int64
-	upstream  http.Handler // replaces the demo EHR
-	identity  bool         // sign an identity header upstream
+	dpop        ProofVerifier
+	transport   http.RoundTripper // replaces the network transport to the EHR
+	timeout     time.Duration
+	maxResp     int64
+	upstream    http.Handler // replaces the demo EHR
+	identity    bool         // sign an identity header upstream
+	skipOutcome bool         // SkipOutcomeAudit
 }
 
 func newFixture(t testing.TB, o fixtureOpts) *fixture {
@@ -173,7 +174,7 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 		DPoP: o.dpop, CORS: origins,
 		OAuth:              OAuthURIs{Authorize: issuerURL + "/authorize", Token: issuerURL + "/token", Register: issuerURL + "/register"},
 		SMARTConfiguration: func() ([]byte, error) { return []byte(`{"issuer":"` + issuerURL + `"}`), nil },
-		UpstreamTimeout:    o.timeout, MaxResponseBytes: o.maxResp,
+		UpstreamTimeout:    o.timeout, MaxResponseBytes: o.maxResp, SkipOutcomeAudit: o.skipOutcome,
 		Auditor: rec, Logger: slog.New(slog.DiscardHandler), Now: clk.Now,
 	})
 	if err != nil {

@@ -45,6 +45,10 @@ const (
 	// ActionTokenLeaked records an access token sent in a URL query or a
 	// form body; the token is revoked.
 	ActionTokenLeaked audit.Action = "token.leaked"
+	// ActionFHIRResponse records the outcome of a forwarded request: the
+	// status the client got (Reason "HTTP 200"), Success below 400. It
+	// follows the write-ahead fhir.request event of the same request.
+	ActionFHIRResponse audit.Action = "fhir.response"
 )
 
 // Defaults.
@@ -133,6 +137,9 @@ type Options struct {
 	UpstreamTimeout  time.Duration // default DefaultUpstreamTimeout, whole exchange
 	TokenCacheSize   int           // default DefaultTokenCacheSize verified tokens
 	MetadataTTL      time.Duration // how long the rewritten CapabilityStatement is reused
+	// SkipOutcomeAudit leaves out the per-request fhir.response event (the
+	// write-ahead fhir.request event is always recorded). For benchmarks.
+	SkipOutcomeAudit bool
 
 	Auditor audit.Auditor
 	Logger  *slog.Logger
@@ -196,6 +203,9 @@ func New(opts Options) (*Handler, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.SkipOutcomeAudit {
+		opts.Logger.Warn("gateway: SkipOutcomeAudit is set; response statuses are not audited")
 	}
 	if opts.DPoP == nil {
 		opts.Logger.Warn("gateway: no DPoP verifier configured; DPoP-bound tokens will be refused")

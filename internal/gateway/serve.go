@@ -232,7 +232,13 @@ func (h *Handler) authorized(w http.ResponseWriter, r *http.Request, ev audit.Ev
 	if x.body == nil && r.Body != nil && r.Body != http.NoBody {
 		r.Body = http.MaxBytesReader(w, r.Body, h.opts.MaxRequestBytes)
 	}
-	h.proxies[x.up].ServeHTTP(w, r.WithContext(context.WithValue(ctx, exchangeKey{}, x)))
+	if h.opts.SkipOutcomeAudit {
+		h.proxies[x.up].ServeHTTP(w, r.WithContext(context.WithValue(ctx, exchangeKey{}, x)))
+		return
+	}
+	sw := &statusWriter{ResponseWriter: w}
+	h.proxies[x.up].ServeHTTP(sw, r.WithContext(context.WithValue(ctx, exchangeKey{}, x)))
+	h.auditOutcome(r.Context(), x.event, sw.status)
 }
 
 // routePath is the path used to pick an upstream.
