@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -65,6 +66,9 @@ func needNode(t testing.TB, pkgs ...string) string {
 	t.Helper()
 	node, err := exec.LookPath("node")
 	need(t, err == nil, "node is missing: install Node.js 20+ (.ci/run checks for it)")
+	out, err := exec.Command(node, "-p", "process.versions.node.split('.')[0]").Output()
+	major, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+	need(t, err == nil && major >= 20, "node %s is too old: openid-client 6 needs Node.js 20+ (%v)", strings.TrimSpace(string(out)), err)
 	for _, p := range pkgs {
 		_, err := os.Stat(filepath.Join("node_modules", p, "package.json"))
 		need(t, err == nil, "e2e/node_modules/%s is missing: run `npm ci` in e2e/ (.ci/run does)", p)
