@@ -204,7 +204,7 @@ func (a *App) URL() string {
 func (a *App) Start() {
 	wctx, cancel := context.WithCancel(context.Background())
 	a.stopWatch = cancel
-	go a.keys.Watch(wctx, a.keyReload)
+	go a.keys.Schedule(wctx, a.keyReload) // reloads, and rotates on keys.rotation_period
 	go func() { a.served <- a.srv.Serve(a.ln) }()
 	fmt.Fprintf(a.ready, "fhirgate: serving on %s (issuer %s)\n", a.URL(), a.cfg.Issuer)
 	a.log.Info("serving", "url", a.URL(), "issuer", a.cfg.Issuer, "fhir_base", a.cfg.FHIRBase, "storage", a.cfg.Storage.Driver)

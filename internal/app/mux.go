@@ -16,6 +16,7 @@ import (
 	"github.com/fhirgate/fhirgate/internal/launch"
 	"github.com/fhirgate/fhirgate/internal/mtls"
 	"github.com/fhirgate/fhirgate/internal/registration"
+	"github.com/fhirgate/fhirgate/internal/replay"
 	"github.com/fhirgate/fhirgate/internal/session"
 	"github.com/fhirgate/fhirgate/internal/storage"
 	"github.com/fhirgate/fhirgate/internal/token"
@@ -52,10 +53,10 @@ func buildMux(cfg *config.Config, store storage.Store, km *keys.Manager, tokens 
 		return nil, fmt.Errorf("sessions: %w", err)
 	}
 
-	disc, err := discovery.New(discovery.Options{
+	disc, err := discovery.New(discoveryFeatures(cfg, discovery.Options{
 		Issuer: cfg.Issuer, FHIRBases: []string{cfg.FHIRBase}, Keys: km, Logger: log, Now: now,
 		Revocation: true, Introspection: true,
-	})
+	}))
 	if err != nil {
 		return nil, fmt.Errorf("discovery: %w", err)
 	}
@@ -70,7 +71,7 @@ func buildMux(cfg *config.Config, store storage.Store, km *keys.Manager, tokens 
 			storage.RoleClinician: cfg.Roles.Clinician,
 			storage.RoleAdmin:     cfg.Roles.Admin,
 		},
-		CodeTTL: cfg.Tokens.CodeTTL, SecureCookies: secureCookies(cfg),
+		CodeTTL: cfg.Tokens.CodeTTL, SecureCookies: secureCookies(cfg), RequirePAR: cfg.PAR.Required,
 		Auditor: auditor, Logger: log, Now: now,
 	})
 	if err != nil {
@@ -78,8 +79,22 @@ func buildMux(cfg *config.Config, store storage.Store, km *keys.Manager, tokens 
 	}
 	authz.Register(mux) // also serves the pages' static assets (web.Register)
 
+	// Client authentication for /token, /par, /revoke and /introspect.
+	clientAuth, err := buildClientAuth(cfg, store, replay.FromStore(store, now), log, now)
+	if err != nil {
+		return nil, err
+	}
+	backendTokens, err := backendIssuer(cfg, km, now)
+	if err != nil {
+		return nil, err
+	}
+	if err := mountPAR(mux, cfg, store, clientAuth, authz, mtls.TrustedProxies{}, auditor, log, now); err != nil {
+		return nil, err
+	}
+
 	reg, err := registration.New(registration.Options{
 		Issuer: cfg.Issuer, Clients: store, RegistrationTokens: store, Auditor: auditor, Logger: log, Now: now,
+		AllowBackendClients: cfg.Registration.AllowBackendClients,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("registration: %w", err)
@@ -91,13 +106,14 @@ func buildMux(cfg *config.Config, store storage.Store, km *keys.Manager, tokens 
 		IssuerURL: cfg.Issuer, FHIRBase: cfg.FHIRBase,
 		RefreshIdle: cfg.Tokens.RefreshIdle, RefreshAbsolute: cfg.Tokens.RefreshAbsolute,
 		RefreshRetryWindow: cfg.Tokens.RefreshRetryWindow, Sessions: store,
+		ClientAuth: clientAuth, BackendIssuer: backendTokens,
 		Auditor: auditor, Logger: log, Now: now,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("token endpoint: %w", err)
 	}
 	tokenH.RegisterWith(mux, policy.Handler)
-	if err := mountLifecycle(mux, cfg, store, tokens, nil, mtls.TrustedProxies{}, policy.Handler, auditor, log, now); err != nil {
+	if err := mountLifecycle(mux, cfg, store, tokens, clientAuth, mtls.TrustedProxies{}, policy.Handler, auditor, log, now); err != nil {
 		return nil, err
 	}
 

@@ -54,7 +54,8 @@ func OpenKeys(ctx context.Context, cfg *config.Config, store storage.Keys, logge
 	if err != nil {
 		return nil, err
 	}
-	m, err := keys.New(ctx, keys.Options{Store: store, KEK: kek, Now: now, Logger: logger, Auditor: auditor})
+	m, err := keys.New(ctx, keys.Options{Store: store, KEK: kek, Now: now, Logger: logger, Auditor: auditor,
+		RotationPeriod: cfg.Keys.RotationPeriod, Prepublish: cfg.Keys.Prepublish})
 	if err != nil {
 		return nil, fmt.Errorf("signing keys: %w", err)
 	}
