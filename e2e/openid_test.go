@@ -231,6 +231,6 @@ func TestOpenIDClient(t *testing.T) {
 		}
 	}
 	if len(missing) > 0 {
-		t.Skipf("discovery, code+PKCE, userinfo, refresh and the gateway read passed; not yet advertised by the server, so not tested: %s", strings.Join(missing, ", "))
+		t.Skipf("e2e: passed %v; not advertised by the server yet, so not tested: %s", r.Steps, strings.Join(missing, ", "))
 	}
 }
