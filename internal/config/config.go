@@ -28,23 +28,27 @@ import (
 // key (`yaml`), its environment variable (`env`) and a one-line description
 // (`doc`), from which the README table is written.
 type Config struct {
-	Addr                    string       `yaml:"addr" env:"FHIRGATE_ADDR" doc:"listen address host:port"`
-	Issuer                  string       `yaml:"issuer" env:"FHIRGATE_ISSUER" doc:"issuer URL; https unless its host is loopback"`
-	FHIRBase                string       `yaml:"fhir_base" env:"FHIRGATE_FHIR_BASE" doc:"FHIR base URL apps send as aud"`
-	DataDir                 string       `yaml:"data_dir" env:"FHIRGATE_DATA_DIR" doc:"directory of the SQLite database"`
-	Storage                 Storage      `yaml:"storage"`
-	TLS                     TLS          `yaml:"tls"`
-	InsecureHTTPBehindProxy bool         `yaml:"insecure_http_behind_proxy" env:"FHIRGATE_INSECURE_HTTP_BEHIND_PROXY" doc:"allow plain http on a non-loopback address (TLS terminated by a proxy)"`
-	Keys                    Keys         `yaml:"keys"`
-	Tokens                  Tokens       `yaml:"tokens"`
-	Login                   Login        `yaml:"login"`
-	Roles                   Roles        `yaml:"roles"`
-	Log                     Log          `yaml:"log"`
-	Gateway                 Gateway      `yaml:"gateway"`
-	Revocation              Revocation   `yaml:"revocation"`
-	PAR                     PAR          `yaml:"par"`
-	ClientAuth              ClientAuth   `yaml:"client_auth"`
-	Registration            Registration `yaml:"registration"`
+	Addr                    string           `yaml:"addr" env:"FHIRGATE_ADDR" doc:"listen address host:port"`
+	Issuer                  string           `yaml:"issuer" env:"FHIRGATE_ISSUER" doc:"issuer URL; https unless its host is loopback"`
+	FHIRBase                string           `yaml:"fhir_base" env:"FHIRGATE_FHIR_BASE" doc:"FHIR base URL apps send as aud"`
+	DataDir                 string           `yaml:"data_dir" env:"FHIRGATE_DATA_DIR" doc:"directory of the SQLite database"`
+	Storage                 Storage          `yaml:"storage"`
+	TLS                     TLS              `yaml:"tls"`
+	InsecureHTTPBehindProxy bool             `yaml:"insecure_http_behind_proxy" env:"FHIRGATE_INSECURE_HTTP_BEHIND_PROXY" doc:"allow plain http on a non-loopback address (TLS terminated by a proxy)"`
+	Keys                    Keys             `yaml:"keys"`
+	Tokens                  Tokens           `yaml:"tokens"`
+	Login                   Login            `yaml:"login"`
+	Roles                   Roles            `yaml:"roles"`
+	Log                     Log              `yaml:"log"`
+	Gateway                 Gateway          `yaml:"gateway"`
+	Revocation              Revocation       `yaml:"revocation"`
+	PAR                     PAR              `yaml:"par"`
+	ClientAuth              ClientAuth       `yaml:"client_auth"`
+	Registration            Registration     `yaml:"registration"`
+	DPoP                    DPoP             `yaml:"dpop"`
+	MTLS                    MTLS             `yaml:"mtls"`
+	SenderConstraint        SenderConstraint `yaml:"sender_constraint"`
+	Replay                  Replay           `yaml:"replay"`
 	// Upstreams lists the gateway's backends by path prefix (YAML only).
 	Upstreams []Upstream `yaml:"upstreams"`
 
@@ -186,6 +190,8 @@ func Default() *Config {
 		Log:        Log{Level: DefaultLogLevel},
 		Gateway:    Gateway{UpstreamTimeout: DefaultUpstreamTimeout},
 		Revocation: Revocation{PollInterval: DefaultRevocationPoll, MaxStaleness: DefaultRevocationStaleness},
+		DPoP:       DPoP{IATWindow: DefaultDPoPIATWindow},
+		Replay:     Replay{Backend: DefaultReplayBackend, MaxEntries: DefaultReplayMaxEntries},
 	}
 }
 

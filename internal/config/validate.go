@@ -165,6 +165,7 @@ func (c *Config) Validate() error {
 	}
 
 	c.validateGateway(add)
+	c.validateBinding(add)
 	c.validateClients(add)
 
 	if len(ps) > 0 {
