@@ -117,6 +117,10 @@ type Registration struct {
 type Login struct {
 	MaxFailures int           `yaml:"max_failures" env:"FHIRGATE_LOGIN_MAX_FAILURES" doc:"consecutive failed logins that lock an account"`
 	Lockout     time.Duration `yaml:"lockout" env:"FHIRGATE_LOGIN_LOCKOUT" doc:"how long a locked account stays locked"`
+	// RequireMFAFor lists the roles (patient, clinician, admin) that must
+	// sign in with a second factor (TOTP); YAML only, e.g. [clinician, admin].
+	// Users who enrolled one always use it; the admin console always needs it.
+	RequireMFAFor []string `yaml:"require_mfa_for"`
 }
 
 // Roles holds, per user role, the scopes a user of that role may grant.

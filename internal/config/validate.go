@@ -147,6 +147,11 @@ func (c *Config) Validate() error {
 		add("login.max_failures", "must be at least 1, got %d", c.Login.MaxFailures)
 	}
 	checkTTL("login.lockout", c.Login.Lockout, 0)
+	for _, r := range c.Login.RequireMFAFor {
+		if r != "patient" && r != "clinician" && r != "admin" {
+			add("login.require_mfa_for", "roles are patient, clinician or admin, got %q", r)
+		}
+	}
 
 	for _, r := range []struct{ key, val string }{
 		{"roles.patient", c.Roles.Patient},
