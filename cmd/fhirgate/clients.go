@@ -31,6 +31,9 @@ type clientJSON struct {
 	LogoURI                  string   `json:"logo_uri,omitempty"`
 	IDTokenSignedResponseAlg string   `json:"id_token_signed_response_alg,omitempty"`
 	JWKSURI                  string   `json:"jwks_uri,omitempty"`
+	TLSClientAuthSubjectDN   string   `json:"tls_client_auth_subject_dn,omitempty"`
+	DPoPBoundAccessTokens    bool     `json:"dpop_bound_access_tokens,omitempty"`
+	RequirePAR               bool     `json:"require_pushed_authorization_requests,omitempty"`
 	Disabled                 bool     `json:"disabled,omitempty"`
 	CreatedAt                string   `json:"created_at"`
 }
@@ -40,6 +43,7 @@ func toClientJSON(c *storage.Client, secret string) clientJSON {
 		ClientID: c.ID, ClientSecret: secret, ClientName: c.Name, TokenEndpointAuthMethod: c.AuthMethod,
 		RedirectURIs: c.RedirectURIs, Scope: c.Scope, GrantTypes: c.GrantTypes, LaunchURI: c.LaunchURI,
 		LogoURI: c.LogoURI, IDTokenSignedResponseAlg: c.IDTokenSignedResponseAlg, JWKSURI: c.JWKSURI,
+		TLSClientAuthSubjectDN: c.TLSClientAuthSubjectDN, DPoPBoundAccessTokens: c.DPoPBoundAccessTokens, RequirePAR: c.RequirePAR,
 		Disabled: c.Disabled, CreatedAt: timeOrEmpty(c.CreatedAt),
 	}
 }
@@ -65,6 +69,8 @@ func newClientsCreateCmd(e *env, g *globalFlags) *cobra.Command {
 		name, scope, authMethod, launchURI, logoURI, idTokenAlg, jwksFile, jwksURI string
 		redirects, grantTypes                                                      []string
 		public, asJSON                                                             bool
+		subjectDN                                                                  string
+		dpopBound, requirePAR                                                      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "create",
@@ -82,6 +88,8 @@ func newClientsCreateCmd(e *env, g *globalFlags) *cobra.Command {
 				ClientName: name, RedirectURIs: redirects, Scope: splitScopes(scope),
 				TokenEndpointAuthMethod: method, GrantTypes: grantTypes, LaunchURI: launchURI,
 				LogoURI: logoURI, IDTokenSignedResponseAlg: idTokenAlg, JWKSURI: jwksURI,
+				TLSClientAuthSubjectDN: subjectDN, DPoPBoundAccessTokens: dpopBound,
+				RequirePushedAuthorizationRequests: requirePAR,
 			}
 			if jwksFile != "" {
 				b, err := os.ReadFile(jwksFile)
@@ -114,12 +122,17 @@ func newClientsCreateCmd(e *env, g *globalFlags) *cobra.Command {
 	f.StringArrayVar(&redirects, "redirect-uri", nil, "redirect URI (repeatable; exact match; https, or http on a loopback IP)")
 	f.StringVar(&scope, "scope", "", `space-separated scopes the client may be granted, e.g. "openid fhirUser launch/patient patient/*.rs"`)
 	f.BoolVar(&public, "public", false, "public client (no secret; PKCE only)")
-	f.StringVar(&authMethod, "auth-method", string(oauth.AuthClientSecretBasic), "client_secret_basic, client_secret_post or private_key_jwt")
-	f.StringArrayVar(&grantTypes, "grant-type", nil, "grant type (repeatable; default authorization_code)")
+	f.StringVar(&authMethod, "auth-method", string(oauth.AuthClientSecretBasic),
+		"client_secret_basic, client_secret_post, private_key_jwt, tls_client_auth or self_signed_tls_client_auth")
+	f.StringArrayVar(&grantTypes, "grant-type", nil, "grant type (repeatable; default authorization_code; client_credentials for SMART Backend Services with system/ scopes)")
 	f.StringVar(&launchURI, "launch-uri", "", "EHR launch URL of the app")
 	f.StringVar(&logoURI, "logo-uri", "", "logo shown on the consent page")
 	f.StringVar(&idTokenAlg, "id-token-alg", "", "id_token signing algorithm: RS256 (default) or ES256")
-	f.StringVar(&jwksFile, "jwks-file", "", "JWK Set file of the client's public keys (private_key_jwt)")
+	f.StringVar(&jwksFile, "jwks-file", "", "JWK Set file of the client's public keys (private_key_jwt, self_signed_tls_client_auth)")
+	f.StringVar(&jwksFile, "jwks", "", "same as --jwks-file")
+	f.StringVar(&subjectDN, "tls-subject-dn", "", `expected client certificate subject for tls_client_auth, e.g. "CN=backend,O=Example"`)
+	f.BoolVar(&dpopBound, "dpop-bound", false, "the client only ever gets DPoP-bound access tokens (dpop_bound_access_tokens)")
+	f.BoolVar(&requirePAR, "require-par", false, "the client must push its authorization requests to /par (require_pushed_authorization_requests)")
 	f.StringVar(&jwksURI, "jwks-uri", "", "URL of the client's JWK Set (private_key_jwt)")
 	f.BoolVar(&asJSON, "json", false, `print JSON: {"client_id": ..., "client_secret": ...}`)
 	return cmd
