@@ -120,8 +120,33 @@ type Login struct {
 	// RequireMFAFor lists the roles (patient, clinician, admin) that must
 	// sign in with a second factor (TOTP); YAML only, e.g. [clinician, admin].
 	// Users who enrolled one always use it; the admin console always needs it.
-	RequireMFAFor []string `yaml:"require_mfa_for"`
+	RequireMFAFor RoleList `yaml:"require_mfa_for" env:"FHIRGATE_LOGIN_REQUIRE_MFA_FOR" doc:"roles that must sign in with a second factor (TOTP), e.g. [clinician, admin]"`
 }
+
+// RoleList is a list of roles kept as space-separated text (so config
+// structs stay comparable); YAML accepts a sequence or a string.
+type RoleList string
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (l *RoleList) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.SequenceNode {
+		var items []string
+		if err := n.Decode(&items); err != nil {
+			return err
+		}
+		*l = RoleList(strings.Join(items, " "))
+		return nil
+	}
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	*l = RoleList(strings.Join(strings.Fields(strings.ReplaceAll(s, ",", " ")), " "))
+	return nil
+}
+
+// Roles returns the listed roles.
+func (l RoleList) Roles() []string { return strings.Fields(strings.ReplaceAll(string(l), ",", " ")) }
 
 // Roles holds, per user role, the scopes a user of that role may grant.
 type Roles struct {

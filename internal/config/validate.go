@@ -147,7 +147,7 @@ func (c *Config) Validate() error {
 		add("login.max_failures", "must be at least 1, got %d", c.Login.MaxFailures)
 	}
 	checkTTL("login.lockout", c.Login.Lockout, 0)
-	for _, r := range c.Login.RequireMFAFor {
+	for _, r := range c.Login.RequireMFAFor.Roles() {
 		if r != "patient" && r != "clinician" && r != "admin" {
 			add("login.require_mfa_for", "roles are patient, clinician or admin, got %q", r)
 		}
