@@ -62,10 +62,17 @@ func buildMux(cfg *config.Config, store storage.Store, km *keys.Manager, tokens 
 	}
 	disc.Register(mux)
 
+	ppl, err := newPeople(cfg, store, km, sessions, authn, peopleDeps{}, auditor, log, now)
+	if err != nil {
+		return nil, err
+	}
+	ppl.register(mux) // second factor, account pages, admin console
+
 	authz, err := authorize.New(authorize.Options{
 		Issuer: cfg.Issuer, FHIRBases: []string{cfg.FHIRBase},
 		Clients: store, AuthRequests: store, AuthCodes: store, Launches: store, Consents: store,
 		Users: store, Patients: store, Sessions: sessions, Authenticator: authn,
+		MFA: ppl.mfa, RequireMFAFor: ppl.require,
 		RoleScopes: map[storage.Role]string{
 			storage.RolePatient:   cfg.Roles.Patient,
 			storage.RoleClinician: cfg.Roles.Clinician,
