@@ -285,3 +285,33 @@ func TestRecoveryCodeSingleUseAndLockout(t *testing.T) {
 		t.Fatalf("locked-out session still alive: %d %q", p.status, p.location)
 	}
 }
+
+// TestSessionTimeoutsBoundSSO: a remembered sign-in is reused while the
+// session is active, and ends after the idle timeout or the absolute one.
+func TestSessionTimeoutsBoundSSO(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser()
+	b.signIn("amy", PathApps)
+	for range 4 { // active every 20 minutes: still signed in after 80 minutes
+		e.skew.Add(int64(20 * time.Minute))
+		if p := b.get(PathApps); p.status != http.StatusOK {
+			t.Fatalf("active session ended: %d %q", p.status, p.location)
+		}
+	}
+	e.skew.Add(int64(31 * time.Minute))
+	if p := b.get(PathApps); p.status != http.StatusSeeOther || !strings.HasPrefix(p.location, PathLogin) {
+		t.Fatalf("idle session still alive: %d", p.status)
+	}
+	b.signIn("amy", PathApps)
+	for i := 0; i < 12*3+1; i++ {
+		e.skew.Add(int64(20 * time.Minute))
+		p := b.get(PathApps)
+		if p.status != http.StatusOK {
+			if i < 12*3-1 {
+				t.Fatalf("session ended early after %d steps", i)
+			}
+			return
+		}
+	}
+	t.Fatal("session outlived the absolute timeout")
+}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,6 +38,7 @@ type env struct {
 	srv   *httptest.Server
 	mux   *http.ServeMux
 	now   func() time.Time
+	skew  atomic.Int64 // added to the session manager's clock (timeouts)
 }
 
 func newEnv(t testing.TB) *env {
@@ -63,7 +65,7 @@ func newEnv(t testing.TB) *env {
 		RedirectURIs: []string{"https://app.example/cb"}, Scope: "openid patient/*.rs offline_access", LogoURI: "https://app.example/logo.png"}); err != nil {
 		t.Fatal(err)
 	}
-	sessions, err := session.New(session.Options{Store: st})
+	sessions, err := session.New(session.Options{Store: st, Now: func() time.Time { return time.Now().Add(time.Duration(e.skew.Load())) }})
 	if err != nil {
 		t.Fatal(err)
 	}
