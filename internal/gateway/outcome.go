@@ -3,10 +3,15 @@ package gateway
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/fhirgate/fhirgate/internal/audit"
+	"github.com/fhirgate/fhirgate/internal/fhir"
 )
+
+// maxAuditedPatients bounds the per-patient outcome events of one request.
+const maxAuditedPatients = 100
 
 // statusWriter remembers the status sent to the client. Unwrap lets the
 // reverse proxy reach the underlying writer's Flush and Hijack.
@@ -32,18 +37,82 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 // Unwrap returns the wrapped writer (http.ResponseController).
 func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-// auditOutcome records what a forwarded request ended with. The response
+// disclosesPatients reports whether a request's answer may hold patient
+// data of patients the request does not name: reads, searches and history
+// (user/ and system/ scopes are audited per patient from the response).
+func disclosesPatients(r fhir.Request) bool {
+	switch r.Interaction {
+	case fhir.Read, fhir.VRead, fhir.SearchType, fhir.SearchCompartment, fhir.SearchSystem,
+		fhir.HistoryInstance, fhir.HistoryType, fhir.HistorySystem, fhir.Operation:
+		return true
+	}
+	return false
+}
+
+// collectPatients records the patients whose compartment the (already
+// checked) response body touches.
+func (x *exchange) collectPatients(body []byte) {
+	add := func(res []byte) {
+		ids, err := fhir.ReferencesPatient(res)
+		if err != nil {
+			return
+		}
+		for _, id := range ids {
+			switch {
+			case slices.Contains(x.patients, id):
+			case len(x.patients) < maxAuditedPatients:
+				x.patients = append(x.patients, id)
+			default:
+				x.morePatients++
+			}
+		}
+	}
+	typ, _, err := fhir.ResourceIdentity(body)
+	if err != nil {
+		return
+	}
+	if typ != "Bundle" {
+		add(body)
+		return
+	}
+	_, _, _ = fhir.FilterBundle(body, func(res []byte) (bool, error) {
+		if t, _, err := fhir.ResourceIdentity(res); err == nil && t == "Bundle" {
+			x.collectPatients(res) // batch responses hold searchsets
+		} else {
+			add(res)
+		}
+		return true, nil
+	})
+}
+
+// auditOutcome records what a forwarded request ended with: one event, or
+// with auditPatients one per patient the response disclosed. The response
 // is already on its way, so a failure to record is logged, not answered.
-func (h *Handler) auditOutcome(ctx context.Context, ev audit.Event, status int) {
+func (h *Handler) auditOutcome(ctx context.Context, x *exchange, status int) {
 	if status == 0 {
 		status = http.StatusBadGateway // nothing was written: the client went away
 	}
+	ev := x.event
 	ev.Time, ev.Action, ev.Reason = h.opts.Now(), ActionFHIRResponse, "HTTP "+strconv.Itoa(status)
 	ev.Outcome = audit.Success
 	if status >= 400 {
 		ev.Outcome = audit.Failure
 	}
-	if err := h.opts.Auditor.Record(context.WithoutCancel(ctx), ev); err != nil {
-		h.opts.Logger.ErrorContext(ctx, "gateway: audit of a response outcome failed", "error", err)
+	record := func(e audit.Event) {
+		if err := h.opts.Auditor.Record(context.WithoutCancel(ctx), e); err != nil {
+			h.opts.Logger.ErrorContext(ctx, "gateway: audit of a response outcome failed", "error", err)
+		}
+	}
+	if len(x.patients) == 0 {
+		record(ev)
+		return
+	}
+	for i, p := range x.patients {
+		e := ev
+		e.Patient = p
+		if i == len(x.patients)-1 && x.morePatients > 0 {
+			e.Reason += "; " + strconv.Itoa(x.morePatients) + " more patients not listed"
+		}
+		record(e)
 	}
 }

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/fhirgate/fhirgate/internal/audit"
@@ -55,5 +56,47 @@ func TestSkipOutcomeAudit(t *testing.T) {
 	}
 	if len(f.outcomes()) != 0 || !f.audit.Has(ActionFHIRRequest, audit.Success) {
 		t.Fatalf("events %+v", f.audit.Events())
+	}
+}
+
+// With user/ scopes the outcome is audited per patient the answer discloses.
+func TestOutcomeAuditedPerPatient(t *testing.T) {
+	f := newFixture(t, fixtureOpts{})
+	tok, _ := f.token("user/*.rs", "")
+	if r := f.do("GET", "/Observation/obs-002-01", bearer(tok), ""); r.status != http.StatusOK {
+		t.Fatalf("user read: %d", r.status)
+	}
+	got := f.outcomes()
+	if len(got) != 1 || got[0].Patient != patientB || got[0].Reason != "HTTP 200" {
+		t.Fatalf("outcome events %+v", got)
+	}
+	// A search over several patients: one event per patient in the answer.
+	r := f.do("GET", "/Observation?code=8867-4&_count=100", bearer(tok), "")
+	if r.status != http.StatusOK {
+		t.Fatalf("user search: %d", r.status)
+	}
+	want := map[string]bool{}
+	for _, e := range entries(t, r) {
+		want[strings.TrimPrefix(f.subjectOf("Observation", strings.TrimPrefix(e, "Observation/")), "Patient/")] = true
+	}
+	got = f.outcomes()[1:]
+	seen := map[string]bool{}
+	for _, e := range got {
+		seen[e.Patient] = true
+	}
+	if len(want) < 2 || len(seen) != len(want) || len(got) != len(want) {
+		t.Fatalf("patients in the answer %v, audited %v", want, seen)
+	}
+	for p := range want {
+		if !seen[p] {
+			t.Fatalf("patient %s not audited", p)
+		}
+	}
+	// A patient-context token is audited once, under its patient.
+	tok2, _ := f.token(patientAll, patientA)
+	f.do("GET", "/Observation?code=8867-4", bearer(tok2), "")
+	last := f.outcomes()[len(f.outcomes())-1]
+	if last.Patient != patientA || len(f.outcomes()) != 1+len(got)+1 {
+		t.Fatalf("patient token outcome %+v", last)
 	}
 }

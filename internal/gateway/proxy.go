@@ -147,6 +147,9 @@ func (h *Handler) modifyResponse(resp *http.Response) error {
 	if err != nil {
 		return err
 	}
+	if x.auditPatients && !verdict.notFound {
+		x.collectPatients(out)
+	}
 	if verdict.withheld != "" {
 		ev := x.event
 		ev.Time, ev.Action, ev.Outcome, ev.Reason = h.opts.Now(), ActionFHIRFiltered, audit.Failure, verdict.withheld

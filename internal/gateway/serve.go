@@ -33,6 +33,12 @@ type exchange struct {
 	// conditional marks a create with If-None-Exist.
 	conditional bool
 	event       audit.Event // the write-ahead audit event, reused for response audits
+	// auditPatients: the token has no patient context and the request does
+	// not name one, so the outcome is audited per patient the response
+	// discloses (patients, capped at maxAuditedPatients; morePatients beyond).
+	auditPatients bool
+	patients      []string
+	morePatients  int
 }
 
 type exchangeKey struct{}
@@ -215,6 +221,9 @@ func (h *Handler) authorized(w http.ResponseWriter, r *http.Request, ev audit.Ev
 		}
 	}
 	x.inspect = needsInspection(req, decision.Constraints, classifyQuery)
+	if !h.opts.SkipOutcomeAudit && ev.Patient == "" && disclosesPatients(req) {
+		x.auditPatients, x.inspect = true, true
+	}
 	if x.inspect && (query.Has("_format") || query.Has("_pretty")) {
 		query.Del("_format")
 		query.Del("_pretty")
@@ -238,7 +247,7 @@ func (h *Handler) authorized(w http.ResponseWriter, r *http.Request, ev audit.Ev
 	}
 	sw := &statusWriter{ResponseWriter: w}
 	h.proxies[x.up].ServeHTTP(sw, r.WithContext(context.WithValue(ctx, exchangeKey{}, x)))
-	h.auditOutcome(r.Context(), x.event, sw.status)
+	h.auditOutcome(r.Context(), x, sw.status)
 }
 
 // routePath is the path used to pick an upstream.
