@@ -49,7 +49,11 @@ func buildGatewayOnlyMux(cfg *config.Config, store storage.Store, km *keys.Manag
 		url: strings.TrimRight(cfg.Gateway.Issuer, "/") + "/.well-known/smart-configuration", issuer: cfg.Gateway.Issuer,
 		client: client, ttl: 5 * time.Minute, now: now, log: log,
 	}
-	gw, err := buildGateway(cfg, store, km, parser, cfg.Gateway.Issuer, smart.get, origins, auditor, log, now)
+	bnd, err := buildBinding(cfg, store, log, now)
+	if err != nil {
+		return nil, fmt.Errorf("sender constraints: %w", err)
+	}
+	gw, err := buildGateway(cfg, store, km, parser, cfg.Gateway.Issuer, smart.get, origins, bnd.gatewayDPoP(), auditor, log, now)
 	if err != nil {
 		return nil, err
 	}

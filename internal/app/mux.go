@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/fhirgate/fhirgate/internal/audit"
@@ -14,9 +15,7 @@ import (
 	"github.com/fhirgate/fhirgate/internal/grant"
 	"github.com/fhirgate/fhirgate/internal/keys"
 	"github.com/fhirgate/fhirgate/internal/launch"
-	"github.com/fhirgate/fhirgate/internal/mtls"
 	"github.com/fhirgate/fhirgate/internal/registration"
-	"github.com/fhirgate/fhirgate/internal/replay"
 	"github.com/fhirgate/fhirgate/internal/session"
 	"github.com/fhirgate/fhirgate/internal/storage"
 	"github.com/fhirgate/fhirgate/internal/token"
@@ -86,8 +85,14 @@ func buildMux(cfg *config.Config, store storage.Store, km *keys.Manager, tokens 
 	}
 	authz.Register(mux) // also serves the pages' static assets (web.Register)
 
+	// Sender constraints (DPoP, mTLS behind proxies) and the replay cache
+	// shared by DPoP proofs and client assertions.
+	bnd, err := buildBinding(cfg, store, log, now)
+	if err != nil {
+		return nil, fmt.Errorf("sender constraints: %w", err)
+	}
 	// Client authentication for /token, /par, /revoke and /introspect.
-	clientAuth, err := buildClientAuth(cfg, store, replay.FromStore(store, now), log, now)
+	clientAuth, err := buildClientAuth(cfg, store, bnd.replay, log, now)
 	if err != nil {
 		return nil, err
 	}
@@ -95,7 +100,7 @@ func buildMux(cfg *config.Config, store storage.Store, km *keys.Manager, tokens 
 	if err != nil {
 		return nil, err
 	}
-	if err := mountPAR(mux, cfg, store, clientAuth, authz, mtls.TrustedProxies{}, auditor, log, now); err != nil {
+	if err := mountPAR(mux, cfg, store, clientAuth, authz, bnd.proxies, auditor, log, now); err != nil {
 		return nil, err
 	}
 
@@ -114,18 +119,22 @@ func buildMux(cfg *config.Config, store storage.Store, km *keys.Manager, tokens 
 		RefreshIdle: cfg.Tokens.RefreshIdle, RefreshAbsolute: cfg.Tokens.RefreshAbsolute,
 		RefreshRetryWindow: cfg.Tokens.RefreshRetryWindow, Sessions: store,
 		ClientAuth: clientAuth, BackendIssuer: backendTokens,
-		Auditor: auditor, Logger: log, Now: now,
+		DPoP: bnd.dpop, TrustedProxies: bnd.proxies,
+		RequireBoundConfidential: cfg.SenderConstraint.RequireConfidential,
+		RequireBoundSystem:       cfg.SenderConstraint.RequireSystem,
+		Auditor:                  auditor, Logger: log, Now: now,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("token endpoint: %w", err)
 	}
 	tokenH.RegisterWith(mux, policy.Handler)
-	if err := mountLifecycle(mux, cfg, store, tokens, clientAuth, mtls.TrustedProxies{}, policy.Handler, auditor, log, now); err != nil {
+	if err := mountLifecycle(mux, cfg, store, tokens, clientAuth, bnd.proxies, policy.Handler, auditor, log, now); err != nil {
 		return nil, err
 	}
 
 	uiH, err := userinfo.New(userinfo.Options{
 		Issuer: tokens, Tokens: store, Users: store, FHIRBase: cfg.FHIRBase,
+		DPoP: bnd.dpop, URL: strings.TrimRight(cfg.Issuer, "/") + "/userinfo", TrustedProxies: bnd.proxies,
 		Auditor: auditor, Logger: log, Now: now,
 	})
 	if err != nil {
@@ -139,7 +148,7 @@ func buildMux(cfg *config.Config, store storage.Store, km *keys.Manager, tokens 
 	}
 	launchH.Register(mux)
 
-	if err := mountGateway(mux, cfg, store, km, tokens, disc, policy, auditor, log, now); err != nil {
+	if err := mountGateway(mux, cfg, store, km, tokens, disc, policy, bnd.gatewayDPoP(), auditor, log, now); err != nil {
 		return nil, err
 	}
 
