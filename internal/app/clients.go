@@ -13,6 +13,7 @@ import (
 	"github.com/fhirgate/fhirgate/internal/clientauth"
 	"github.com/fhirgate/fhirgate/internal/config"
 	"github.com/fhirgate/fhirgate/internal/discovery"
+	"github.com/fhirgate/fhirgate/internal/dpop"
 	"github.com/fhirgate/fhirgate/internal/jwksfetch"
 	"github.com/fhirgate/fhirgate/internal/keys"
 	"github.com/fhirgate/fhirgate/internal/mtls"
@@ -92,5 +93,15 @@ func discoveryFeatures(cfg *config.Config, o discovery.Options) discovery.Option
 	o.ClientCredentials = true
 	o.PAR = true
 	o.RequirePAR = cfg.PAR.Required
+	// DPoP is always on (dpop.algs narrows the algorithms); certificate-bound
+	// tokens reach this listener through a trusted TLS-terminating proxy.
+	o.DPoPAlgs = (&dpop.Verifier{Algs: cfg.DPoPAlgs()}).AllowedAlgs()
+	if cfg.MTLS.ClientCertHeader != "" {
+		o.CertificateBoundTokens = true
+		// self_signed_tls_client_auth needs only the client's registered
+		// keys; tls_client_auth also needs the client CA (client_auth.ca_file).
+		o.SelfSignedTLSClientAuth = true
+		o.TLSClientAuth = cfg.ClientAuth.CAFile != ""
+	}
 	return o
 }

@@ -84,6 +84,12 @@ func TestEndToEndDPoP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var meta struct {
+		DPoPAlgs []string `json:"dpop_signing_alg_values_supported"`
+	}
+	if err := provider.Claims(&meta); err != nil || len(meta.DPoPAlgs) == 0 || meta.DPoPAlgs[0] != "ES256" {
+		t.Fatalf("dpop_signing_alg_values_supported %v %v", meta.DPoPAlgs, err)
+	}
 	fx := &fixture{srv: srv, provider: provider, public: pub}
 	oc := fx.oauthConfig(pub, "", "launch/patient", "openid", "fhirUser", "offline_access", "patient/*.rs")
 
