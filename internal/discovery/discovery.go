@@ -80,6 +80,13 @@ type Options struct {
 	// configured: adds tls_client_auth and self_signed_tls_client_auth,
 	// mtls_endpoint_aliases and certificate-bound access tokens.
 	MTLSIssuer string
+	// TLSClientAuth, SelfSignedTLSClientAuth and CertificateBoundTokens
+	// advertise the certificate methods and certificate-bound tokens when
+	// client certificates arrive some other way than an mTLS listener of
+	// its own (a trusted TLS-terminating proxy); MTLSIssuer implies all three.
+	TLSClientAuth           bool
+	SelfSignedTLSClientAuth bool
+	CertificateBoundTokens  bool
 	// DPoPAlgs are the DPoP proof algorithms accepted; nil means DPoP is off.
 	DPoPAlgs []string
 	// Revocation and Introspection: /revoke and /introspect are served.
@@ -285,8 +292,11 @@ func authMethods(o *Options) []string {
 	if o.PrivateKeyJWT {
 		m = append(m, "private_key_jwt")
 	}
-	if o.MTLSIssuer != "" {
-		m = append(m, "tls_client_auth", "self_signed_tls_client_auth")
+	if o.MTLSIssuer != "" || o.TLSClientAuth {
+		m = append(m, "tls_client_auth")
+	}
+	if o.MTLSIssuer != "" || o.SelfSignedTLSClientAuth {
+		m = append(m, "self_signed_tls_client_auth")
 	}
 	return m
 }
@@ -540,6 +550,7 @@ func buildExtensions(opts *Options, ep Endpoints) (Extensions, error) {
 		x.IntrospectionEndpoint = base + PathIntrospect
 		x.IntrospectionEndpointAuthMethodsSupported = slices.DeleteFunc(slices.Clone(methods), func(m string) bool { return m == "none" })
 	}
+	x.TLSClientCertificateBoundAccessTokens = opts.CertificateBoundTokens
 	if opts.MTLSIssuer != "" {
 		if _, err := parseHTTPURL(opts.MTLSIssuer); err != nil {
 			return Extensions{}, fmt.Errorf("%w: MTLSIssuer: %w", ErrConfig, err)

@@ -100,3 +100,23 @@ func TestExtensionsValidation(t *testing.T) {
 		}
 	}
 }
+
+func TestCertificateMethodsWithoutListener(t *testing.T) {
+	km := newKeys(t)
+	mux := http.NewServeMux()
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	h, err := discovery.New(discovery.Options{Issuer: srv.URL, Keys: km, SelfSignedTLSClientAuth: true, CertificateBoundTokens: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Register(mux)
+	_, doc := get(t, srv.URL+"/.well-known/oauth-authorization-server", nil)
+	methods := strs(t, doc, "token_endpoint_auth_methods_supported")
+	if !slices.Contains(methods, "self_signed_tls_client_auth") || slices.Contains(methods, "tls_client_auth") {
+		t.Fatalf("methods %v", methods)
+	}
+	if doc["tls_client_certificate_bound_access_tokens"] != true || doc["mtls_endpoint_aliases"] != nil {
+		t.Fatalf("doc %v", doc)
+	}
+}
