@@ -126,7 +126,11 @@ func (h *Handler) pickerPage(w http.ResponseWriter, r *http.Request) {
 	} else if len(name) > 200 {
 		page.Error, status = "The name is too long.", http.StatusBadRequest
 	} else {
-		found, err := h.opts.Patients.SearchPatients(r.Context(), name, pickerResultLimit)
+		limit := pickerResultLimit
+		if bd != "" {
+			limit = pickerScanLimit // the birth date filters after the name search
+		}
+		found, err := h.opts.Patients.SearchPatients(r.Context(), name, limit)
 		if err != nil {
 			h.fail(w, r, err)
 			return
@@ -134,6 +138,9 @@ func (h *Handler) pickerPage(w http.ResponseWriter, r *http.Request) {
 		for _, p := range found {
 			if bd != "" && p.BirthDate != bd {
 				continue
+			}
+			if len(page.Patients) == pickerResultLimit {
+				break
 			}
 			page.Patients = append(page.Patients, web.PatientOption{Ref: "Patient/" + p.ID, Name: p.Name, BirthDate: p.BirthDate})
 		}

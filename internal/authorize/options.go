@@ -47,6 +47,7 @@ const (
 	AuthRequestTTL    = 10 * time.Minute
 	maxParamLen       = 4096 // state, nonce and other free-text parameters
 	pickerResultLimit = 50
+	pickerScanLimit   = 5000 // name matches scanned for a birth date
 )
 
 // DefaultRoleScopes bounds what each role may grant (non-resource scopes such
