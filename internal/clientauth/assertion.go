@@ -31,7 +31,7 @@ const (
 	// (SMART Backend Services: no more than five minutes).
 	MaxAssertionLifetime = 5 * time.Minute
 	// AssertionSkew is the clock skew tolerated on exp, nbf and iat.
-	AssertionSkew = 30 * time.Second
+	AssertionSkew = 60 * time.Second
 	// maxAssertionBytes bounds the size of an assertion.
 	maxAssertionBytes = 8 << 10
 	// maxJTILen bounds the jti claim.
@@ -121,6 +121,13 @@ func (a Authenticator) verifyAssertion(ctx context.Context, client *storage.Clie
 	}
 	hdr := jws.Signatures[0].Header
 	alg := jose.SignatureAlgorithm(hdr.Algorithm)
+	// A jku header must name the registered jwks_uri (SMART
+	// client-confidential-asymmetric); keys are never fetched from it.
+	if jku, ok := hdr.ExtraHeaders["jku"]; ok {
+		if s, _ := jku.(string); s == "" || s != client.JWKSURI {
+			return refuse(fmt.Errorf("%w: jku is not the registered jwks_uri", ErrUnknownKey))
+		}
+	}
 	payload, err := a.verifyWithClientKeys(ctx, client, jws, hdr.KeyID, alg)
 	if err != nil {
 		return err
@@ -204,15 +211,19 @@ func (a Authenticator) verifyWithClientKeys(ctx context.Context, client *storage
 			cands = candidates(set, kid, alg)
 		}
 	}
-	if len(cands) == 0 {
+	switch len(cands) {
+	case 0:
 		return nil, refuse(fmt.Errorf("%w: kid %q alg %s", ErrUnknownKey, kid, alg))
+	case 1:
+	default:
+		// SMART: zero or several candidate keys mean failure.
+		return nil, refuse(fmt.Errorf("%w: kid %q alg %s names %d keys", ErrUnknownKey, kid, alg, len(cands)))
 	}
-	for _, k := range cands {
-		if payload, err := jws.Verify(k.Key); err == nil {
-			return payload, nil
-		}
+	payload, err := jws.Verify(cands[0].Key)
+	if err != nil {
+		return nil, refuse(ErrBadSignature)
 	}
-	return nil, refuse(ErrBadSignature)
+	return payload, nil
 }
 
 // clientKeys returns the client's registered public keys: its jwks, else the

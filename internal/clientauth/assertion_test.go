@@ -220,7 +220,7 @@ func TestPrivateKeyJWTRefusals(t *testing.T) {
 		{"wrong aud", assertionCreds(sign(t, jose.RS384, rsaKey, "rsa1", with("rsa-inline", func(c map[string]any) { c["aud"] = "https://evil.example/token" }))), clientauth.ErrAssertionClaims},
 		{"no aud", assertionCreds(sign(t, jose.RS384, rsaKey, "rsa1", with("rsa-inline", func(c map[string]any) { delete(c, "aud") }))), clientauth.ErrAssertionClaims},
 		{"exp far ahead", assertionCreds(sign(t, jose.RS384, rsaKey, "rsa1", with("rsa-inline", func(c map[string]any) { c["exp"] = now.Add(10 * time.Minute).Unix() }))), clientauth.ErrAssertionClaims},
-		{"expired", assertionCreds(sign(t, jose.RS384, rsaKey, "rsa1", with("rsa-inline", func(c map[string]any) { c["exp"] = now.Add(-time.Minute).Unix() }))), clientauth.ErrAssertionClaims},
+		{"expired", assertionCreds(sign(t, jose.RS384, rsaKey, "rsa1", with("rsa-inline", func(c map[string]any) { c["exp"] = now.Add(-2 * time.Minute).Unix() }))), clientauth.ErrAssertionClaims},
 		{"no exp", assertionCreds(sign(t, jose.RS384, rsaKey, "rsa1", with("rsa-inline", func(c map[string]any) { delete(c, "exp") }))), clientauth.ErrAssertionClaims},
 		{"no jti", assertionCreds(sign(t, jose.RS384, rsaKey, "rsa1", with("rsa-inline", func(c map[string]any) { delete(c, "jti") }))), clientauth.ErrAssertionClaims},
 		{"iat in future", assertionCreds(sign(t, jose.RS384, rsaKey, "rsa1", with("rsa-inline", func(c map[string]any) { c["iat"] = now.Add(2 * time.Minute).Unix() }))), clientauth.ErrAssertionClaims},
@@ -362,5 +362,51 @@ func benchAssertion(b *testing.B, alg jose.SignatureAlgorithm, key crypto.Signer
 		if _, err := f.a.Authenticate(ctx, assertionCreds(raws[i])); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func signWithJKU(t testing.TB, key any, kid, jku string, claims map[string]any) string {
+	t.Helper()
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES384, Key: jose.JSONWebKey{Key: key, KeyID: kid}},
+		(&jose.SignerOptions{}).WithHeader("jku", jku))
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, _ := json.Marshal(claims)
+	obj, err := s.Sign(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := obj.CompactSerialize()
+	return raw
+}
+
+func TestAssertionJKUAndAmbiguousKeys(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	// jku equal to the registered jwks_uri is fine; any other is refused.
+	if _, err := f.a.Authenticate(ctx, assertionCreds(signWithJKU(t, ecKey, "ec1", f.srv.URL+"/jwks", claimsFor("ec-uri", f.now)))); err != nil {
+		t.Fatal(err)
+	}
+	_, err := f.a.Authenticate(ctx, assertionCreds(signWithJKU(t, ecKey, "ec1", "https://evil.example/jwks", claimsFor("ec-uri", f.now))))
+	if !errors.Is(err, clientauth.ErrUnknownKey) {
+		t.Fatalf("foreign jku: %v", err)
+	}
+	// Two compatible keys and no kid: ambiguous, refused.
+	two := jwksJSON(t, jose.JSONWebKey{Key: &ecKey.PublicKey, KeyID: "a"}, jose.JSONWebKey{Key: &ecKey2.PublicKey, KeyID: "b"})
+	if err := f.st.CreateClient(ctx, &storage.Client{ID: "two", Name: "two", AuthMethod: "private_key_jwt", JWKS: two}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.a.Authenticate(ctx, assertionCreds(sign(t, jose.ES384, ecKey, "", claimsFor("two", f.now)))); !errors.Is(err, clientauth.ErrUnknownKey) {
+		t.Fatalf("ambiguous: %v", err)
+	}
+	if _, err := f.a.Authenticate(ctx, assertionCreds(sign(t, jose.ES384, ecKey, "a", claimsFor("two", f.now)))); err != nil {
+		t.Fatal(err)
+	}
+	// Inferno sends exp = now + 300 s exactly; a little clock skew is tolerated.
+	c := claimsFor("rsa-inline", f.now)
+	c["exp"] = f.now.Add(5*time.Minute + 30*time.Second).Unix()
+	if _, err := f.a.Authenticate(ctx, assertionCreds(sign(t, jose.RS384, rsaKey, "rsa1", c))); err != nil {
+		t.Fatal(err)
 	}
 }
