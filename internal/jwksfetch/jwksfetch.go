@@ -6,7 +6,8 @@
 // only, no redirects, no proxy, a timeout, a size limit, and the address the
 // connection actually goes to (after DNS resolution, so DNS rebinding does
 // not help) must not be loopback, private, link-local or otherwise special
-// unless InsecureAllowPrivateAddresses is set. Sets are cached for TTL; a
+// unless InsecureAllowPrivateAddresses is set. Sets are cached for TTL, or
+// less when the response's Cache-Control (max-age, no-store, no-cache) says so; a
 // forced refresh (an assertion names an unknown kid) happens at most once per
 // MinRefreshInterval per URI. Only public keys are accepted.
 package jwksfetch
@@ -24,6 +25,8 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -92,8 +95,9 @@ type Fetcher struct {
 type entry struct {
 	fetch       sync.Mutex // serialises fetches of this URI
 	set         *jose.JSONWebKeySet
-	fetchedAt   time.Time // last successful fetch
-	attemptedAt time.Time // last attempt, successful or not
+	fetchedAt   time.Time     // last successful fetch
+	ttl         time.Duration // cache lifetime of set: TTL, shortened by the response's Cache-Control
+	attemptedAt time.Time     // last attempt, successful or not
 	lastErr     error
 	lastUsed    time.Time
 }
@@ -242,7 +246,7 @@ func (f *Fetcher) Get(ctx context.Context, uri string) (*jose.JSONWebKeySet, err
 	e.fetch.Lock()
 	defer e.fetch.Unlock()
 	now := f.opts.Now()
-	if e.set != nil && now.Sub(e.fetchedAt) < f.opts.TTL {
+	if e.set != nil && now.Sub(e.fetchedAt) < e.ttl {
 		return e.set, nil
 	}
 	return f.fetchLocked(ctx, e, uri, now)
@@ -276,13 +280,13 @@ func (f *Fetcher) fetchLocked(ctx context.Context, e *entry, uri string, now tim
 		return nil, fmt.Errorf("%w: %w", ErrRecentFailure, e.lastErr)
 	}
 	e.attemptedAt = now
-	set, err := f.fetch(ctx, uri)
+	set, ttl, err := f.fetch(ctx, uri)
 	if err != nil {
 		e.lastErr = err
 		f.opts.Logger.InfoContext(ctx, "jwks_uri fetch failed", slog.String("jwks_uri", uri), slog.Any("err", err))
 		return nil, err
 	}
-	e.set, e.fetchedAt, e.lastErr = set, now, nil
+	e.set, e.fetchedAt, e.ttl, e.lastErr = set, now, ttl, nil
 	return set, nil
 }
 
@@ -311,37 +315,71 @@ func (f *Fetcher) entry(uri string) *entry {
 	return e
 }
 
-// fetch does one GET and parses the body.
-func (f *Fetcher) fetch(ctx context.Context, uri string) (*jose.JSONWebKeySet, error) {
+// fetch does one GET and parses the body. It returns the set and how long
+// it may be cached: TTL, or less when the response's Cache-Control says so.
+func (f *Fetcher) fetch(ctx context.Context, uri string) (*jose.JSONWebKeySet, time.Duration, error) {
+	set, resp, err := f.get(ctx, uri)
+	if err != nil {
+		return nil, 0, err
+	}
+	return set, cacheTTL(resp.Header.Get("Cache-Control"), f.opts.TTL), nil
+}
+
+// cacheTTL applies Cache-Control (no-store, no-cache, max-age) to the
+// configured TTL: the set is never cached longer than the client allows.
+func cacheTTL(cc string, ttl time.Duration) time.Duration {
+	for _, dir := range strings.Split(cc, ",") {
+		name, val, _ := strings.Cut(strings.TrimSpace(dir), "=")
+		switch strings.ToLower(name) {
+		case "no-store", "no-cache":
+			return 0
+		case "max-age", "s-maxage":
+			n, err := strconv.ParseInt(strings.Trim(val, `"`), 10, 64)
+			if err != nil || n < 0 {
+				return 0
+			}
+			if n < int64(ttl/time.Second) {
+				ttl = time.Duration(n) * time.Second
+			}
+		}
+	}
+	return ttl
+}
+
+func (f *Fetcher) get(ctx context.Context, uri string) (*jose.JSONWebKeySet, *http.Response, error) {
 	ctx, cancel := context.WithTimeout(ctx, f.opts.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, uri, nil)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrFetch, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrFetch, err)
 	}
-	req.Header.Set("Accept", "application/jwk-set+json, application/json")
+	req.Header.Set("Accept", "application/json, application/jwk-set+json")
 	resp, err := f.client.Do(req)
 	if err != nil {
 		if errors.Is(err, ErrForbiddenAddress) {
-			return nil, ErrForbiddenAddress
+			return nil, nil, ErrForbiddenAddress
 		}
-		return nil, fmt.Errorf("%w: %w", ErrFetch, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrFetch, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%w: status %d", ErrFetch, resp.StatusCode)
+		return nil, nil, fmt.Errorf("%w: status %d", ErrFetch, resp.StatusCode)
 	}
 	if resp.ContentLength > f.opts.MaxBytes {
-		return nil, ErrTooLarge
+		return nil, nil, ErrTooLarge
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, f.opts.MaxBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("%w: read body: %w", ErrFetch, err)
+		return nil, nil, fmt.Errorf("%w: read body: %w", ErrFetch, err)
 	}
 	if int64(len(body)) > f.opts.MaxBytes {
-		return nil, ErrTooLarge
+		return nil, nil, ErrTooLarge
 	}
-	return ParseSet(body)
+	set, err := ParseSet(body)
+	if err != nil {
+		return nil, nil, err
+	}
+	return set, resp, nil
 }
 
 // ParseSet parses a JWK Set document and checks that it holds between one

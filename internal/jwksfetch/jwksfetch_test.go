@@ -217,3 +217,41 @@ func TestPublicAddress(t *testing.T) {
 		}
 	}
 }
+
+func TestCacheControlShortensCaching(t *testing.T) {
+	body, _ := publicSetJSON(t)
+	var hits atomic.Int32
+	cc := "max-age=60"
+	srv, pool := server(t, func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Header().Set("Cache-Control", cc)
+		w.Write(body)
+	})
+	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	f, _ := New(Options{RootCAs: pool, InsecureAllowPrivateAddresses: true, Now: c.now, TTL: time.Hour})
+	ctx := context.Background()
+	f.Get(ctx, srv.URL)
+	c.t = c.t.Add(30 * time.Second)
+	f.Get(ctx, srv.URL)
+	if hits.Load() != 1 {
+		t.Fatalf("hits %d within max-age", hits.Load())
+	}
+	cc = "no-store"
+	c.t = c.t.Add(31 * time.Second)
+	f.Get(ctx, srv.URL)
+	f.Get(ctx, srv.URL)
+	if hits.Load() != 3 {
+		t.Fatalf("hits %d: max-age or no-store not honoured", hits.Load())
+	}
+}
+
+func TestCacheTTL(t *testing.T) {
+	for cc, want := range map[string]time.Duration{
+		"": time.Hour, "max-age=60": time.Minute, "public, max-age=7200": time.Hour, "no-cache": 0,
+		"max-age=abc": 0, "max-age=-1": 0, "private, no-store": 0, `max-age="30"`: 30 * time.Second,
+	} {
+		if got := cacheTTL(cc, time.Hour); got != want {
+			t.Errorf("%q: %s, want %s", cc, got, want)
+		}
+	}
+}
