@@ -26,6 +26,10 @@ var errPushedUnusable = errors.New("authorize: request_uri unknown, used, expire
 // Pushed set; the caller sets ExpiresAt) or an *oauth.Error. A `launch`
 // value in form is consumed.
 func (h *Handler) ValidatePushed(ctx context.Context, client *storage.Client, form url.Values) (*storage.AuthRequest, error) {
+	if form.Get("redirect_uri") == "" {
+		// FAPI 2.0 §5.3.1.2: a pushed request always names its redirect URI.
+		return nil, oauth.Errorf(oauth.InvalidRequest, "redirect_uri is required in a pushed authorization request")
+	}
 	q := url.Values{}
 	for k, v := range form {
 		switch k {

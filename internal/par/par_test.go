@@ -270,6 +270,7 @@ func TestPushRefusals(t *testing.T) {
 		{"request_uri pushed", e.params("pub", "request_uri", par.RequestURIPrefix+"x"), nil, 400, "invalid_request"},
 		{"no PKCE", e.params("pub", "code_challenge", ""), nil, 400, "invalid_request"},
 		{"unregistered redirect", e.params("pub", "redirect_uri", "https://evil.example/cb"), nil, 400, "invalid_request"},
+		{"no redirect_uri", e.params("pub", "redirect_uri", ""), nil, 400, "invalid_request"},
 		{"bad scope", e.params("pub", "scope", "patient/Observation.zz"), nil, 400, "invalid_scope"},
 		{"implicit", e.params("pub", "response_type", "token"), nil, 400, "unsupported_response_type"},
 		{"client_id differs from basic", e.params("pub"), []string{"conf", "s3cret"}, 400, "invalid_request"},
