@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/auditapi"
@@ -72,16 +73,19 @@ type Guard struct {
 // RequireUser returns the signed-in user of r, having passed any second
 // factor they need. Otherwise it sends the browser to sign in (no session)
 // or to the second-factor pages, returning false. here is the page to come
-// back to.
+// back to. A locked account's session is ended.
 func RequireUser(w http.ResponseWriter, r *http.Request, sessions *session.Manager, users storage.Users,
-	m MFAChecker, requireFor []storage.Role, here string) (Guard, bool) {
+	m MFAChecker, requireFor []storage.Role, here string, now time.Time) (Guard, bool) {
 	sess, _, err := sessions.FromRequest(r)
 	if err != nil {
 		see(w, r, mfa.SignInURL(here))
 		return Guard{}, false
 	}
 	u, err := users.GetUser(r.Context(), sess.UserID)
-	if err != nil {
+	if err != nil || now.Before(u.LockedUntil) { // a locked account keeps no session
+		if err == nil {
+			_, _ = sessions.Logout(w, r)
+		}
 		see(w, r, mfa.SignInURL(here))
 		return Guard{}, false
 	}
@@ -105,7 +109,7 @@ func RequireUser(w http.ResponseWriter, r *http.Request, sessions *session.Manag
 }
 
 func (h *Handler) require(w http.ResponseWriter, r *http.Request, here string) (Guard, bool) {
-	return RequireUser(w, r, h.opts.Sessions, h.opts.Users, h.opts.MFA, h.opts.RequireMFAFor, here)
+	return RequireUser(w, r, h.opts.Sessions, h.opts.Users, h.opts.MFA, h.opts.RequireMFAFor, here, h.opts.Now())
 }
 
 func (h *Handler) form(w http.ResponseWriter, r *http.Request, g Guard) bool {

@@ -382,3 +382,20 @@ func TestConsoleUsersAuditAnomaliesKeys(t *testing.T) {
 		t.Fatal("keys not rotated or not audited")
 	}
 }
+
+// TestLockEndsSessions: a user locked in the console loses their open
+// session on the account pages.
+func TestLockEndsSessions(t *testing.T) {
+	e := newEnv(t)
+	amy := e.browser()
+	amy.signIn("amy")
+	if p := amy.get(account.PathApps); p.status != http.StatusOK {
+		t.Fatalf("before lock: %d", p.status)
+	}
+	ada := e.adminWithMFA()
+	p := ada.get(console.Path + "/users")
+	ada.post(console.Path+"/users/u-amy/lock", url.Values{"csrf": {csrfOf(t, p.body)}})
+	if p := amy.get(account.PathApps); p.status != http.StatusSeeOther || !strings.HasPrefix(p.location, account.PathLogin) {
+		t.Fatalf("locked user's session: %d %q", p.status, p.location)
+	}
+}

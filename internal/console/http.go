@@ -99,7 +99,10 @@ func (h *Handler) admin(w http.ResponseWriter, r *http.Request) (guard, bool) {
 		return guard{}, false
 	}
 	u, err := h.opts.Users.GetUser(r.Context(), sess.UserID)
-	if err != nil {
+	if err != nil || h.opts.Now().Before(u.LockedUntil) { // a locked account keeps no session
+		if err == nil {
+			_, _ = h.opts.Sessions.Logout(w, r)
+		}
 		see(w, r, mfa.SignInURL(here))
 		return guard{}, false
 	}

@@ -1,0 +1,6 @@
+//go:build !race
+
+package account
+
+// raceSlowdown is 1 without the race detector: the page budget applies as is.
+const raceSlowdown = 1
