@@ -61,6 +61,7 @@ func (b *browser) enrolTOTP() (string, int64) {
 	}
 	b.shot("mfa-recovery-codes")
 	b.do("continue", chromedp.Click(chromedp.CSS(`#continue`)))
+	waitJS[bool](b, "the page after the recovery codes", `document.readyState === "complete" && !document.querySelector("#recovery-codes")`, pageWait)
 	return key, step
 }
 
@@ -216,16 +217,24 @@ func TestAdminConsoleCreateClient(t *testing.T) {
 	if !strings.Contains(b.text(), id) {
 		b.fail("clients table", fmt.Errorf("new client %s not listed", id))
 	}
-	// The secret authenticates: a bogus code is invalid_grant, not invalid_client.
-	form := url.Values{"grant_type": {"authorization_code"}, "code": {"not-a-code"}, "redirect_uri": {"https://app.example.org/callback"}}
-	req, _ := http.NewRequest(http.MethodPost, s.issuer+"/token", strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	// The secret authenticates: a bogus code is invalid_grant, while a wrong
+	// secret is invalid_client.
+	tokenCall := func(sec string) string {
+		form := url.Values{"grant_type": {"authorization_code"}, "code": {"not-a-code"},
+			"redirect_uri": {"https://app.example.org/callback"}, "code_verifier": {strings.Repeat("v", 43)}}
+		req, _ := http.NewRequest(http.MethodPost, s.issuer+"/token", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(sec))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("%d %s", resp.StatusCode, readAll(t, resp.Body))
 	}
-	if body := readAll(t, resp.Body); !strings.Contains(body, "invalid_grant") {
-		t.Fatalf("token endpoint with the console's secret: %d %s", resp.StatusCode, body)
+	if got := tokenCall(secret); !strings.Contains(got, `"invalid_grant"`) {
+		t.Fatalf("token endpoint with the console's secret: %s", got)
+	}
+	if got := tokenCall(secret + "x"); !strings.Contains(got, `"invalid_client"`) {
+		t.Fatalf("token endpoint with a wrong secret: %s", got)
 	}
 }
