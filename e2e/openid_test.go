@@ -230,7 +230,5 @@ func TestOpenIDClient(t *testing.T) {
 			missing = append(missing, name)
 		}
 	}
-	if len(missing) > 0 {
-		t.Skipf("e2e: passed %v; not advertised by the server yet, so not tested: %s", r.Steps, strings.Join(missing, ", "))
-	}
+	need(t, len(missing) == 0, "passed %v; not advertised by the server, so not tested: %s", r.Steps, strings.Join(missing, ", "))
 }

@@ -15,8 +15,8 @@ import (
 	"github.com/fhirgate/fhirgate/internal/demoehr"
 )
 
-// needPages skips (naming what is missing) until the composition root
-// mounts the people's pages.
+// needPages skips (fails under FHIRGATE_E2E_REQUIRED), naming what is
+// missing, when the composition root does not mount the people's pages.
 func needPages(t *testing.T, s *server, paths ...string) {
 	t.Helper()
 	var missing []string
@@ -25,10 +25,7 @@ func needPages(t *testing.T, s *server, paths ...string) {
 			missing = append(missing, p)
 		}
 	}
-	if len(missing) > 0 {
-		// Not a missing tool: the feature is not wired yet, so skip even in CI.
-		t.Skipf("e2e: not mounted by internal/app yet (404): %s", strings.Join(missing, ", "))
-	}
+	need(t, len(missing) == 0, "pages not mounted by internal/app (404): %s", strings.Join(missing, ", "))
 }
 
 // accountSignIn opens the sign-in page outside any authorization request
@@ -148,6 +145,18 @@ func TestConnectedAppsRevoke(t *testing.T) {
 	pt := demoehr.PatientID(demoPatientN)
 	if code := gatewayGet(t, s, tok.AccessToken, "/Patient/"+pt); code != http.StatusOK {
 		t.Fatalf("gateway read before revocation: %d", code)
+	}
+
+	// The access report lists the app's read (when the server has a
+	// queryable audit trail; otherwise the page says so).
+	b.do("open the access report", chromedp.Navigate(s.issuer+"/account/access"))
+	b.shot("access-report")
+	if ok, _ := eval[bool](b, `!!document.querySelector("#access-report")`); ok {
+		if !strings.Contains(b.text(), "Revocable e2e app") {
+			b.fail("access report", fmt.Errorf("the app's access is not listed: %q", b.text()))
+		}
+	} else {
+		t.Logf("access report: %q", b.text())
 	}
 
 	b.do("open connected apps", chromedp.Navigate(s.issuer+"/account/apps"))
