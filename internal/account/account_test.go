@@ -315,3 +315,23 @@ func TestSessionTimeoutsBoundSSO(t *testing.T) {
 	}
 	t.Fatal("session outlived the absolute timeout")
 }
+
+// TestVoluntaryTwoStep: a patient (not required to) can turn on two-step
+// sign-in from the account pages; from then on it is asked for.
+func TestVoluntaryTwoStep(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser()
+	b.signIn("amy", PathApps)
+	p := b.get(PathApps)
+	if !strings.Contains(p.body, `id="setup-two-step"`) {
+		t.Fatal("no set-up link")
+	}
+	b.enrol(PathApps)
+	if p := b.get(PathApps); p.status != http.StatusOK || strings.Contains(p.body, `id="setup-two-step"`) {
+		t.Fatalf("after enrolment: %d", p.status)
+	}
+	b2 := e.browser()
+	if p := b2.signIn("amy", PathApps); p.location != mfa.VerifyURL(PathApps) {
+		t.Fatalf("enrolled patient not asked for a code: %q", p.location)
+	}
+}

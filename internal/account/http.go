@@ -132,7 +132,8 @@ func (h *Handler) parse(w http.ResponseWriter, r *http.Request) bool {
 }
 
 func (h *Handler) nav(g Guard) web.Nav {
-	return web.Nav{UserName: g.User.Username, CSRF: g.Session.CSRFToken, Admin: g.User.Role == storage.RoleAdmin}
+	return web.Nav{UserName: g.User.Username, CSRF: g.Session.CSRFToken, Admin: g.User.Role == storage.RoleAdmin,
+		TwoStep: session.HasMethod(g.Session, mfa.MethodOTP)}
 }
 
 func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {

@@ -130,7 +130,7 @@ func (h *Handler) admin(w http.ResponseWriter, r *http.Request) (guard, bool) {
 }
 
 func (h *Handler) nav(g guard) web.Nav {
-	return web.Nav{UserName: g.user.Username, CSRF: g.sess.CSRFToken, Admin: true}
+	return web.Nav{UserName: g.user.Username, CSRF: g.sess.CSRFToken, Admin: true, TwoStep: true}
 }
 
 // get serves a section page.

@@ -21,6 +21,7 @@ type Nav struct {
 	UserName string
 	CSRF     string // for the sign-out form
 	Admin    bool   // show the console link
+	TwoStep  bool   // the session passed a second factor (else offer to set one up)
 }
 
 // SignInPage signs a user in to the account pages or the console; Next is
