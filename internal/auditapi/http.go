@@ -78,6 +78,13 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	}
 }
 
+// AdminHandler is GET /admin/audit alone, for an admin mux that routes it
+// itself (for example adminapi.Handler.Handle).
+func (h *Handler) AdminHandler() http.Handler { return http.HandlerFunc(h.admin) }
+
+// ReportHandler is GET /patient/access-report alone (needs PatientOf).
+func (h *Handler) ReportHandler() http.Handler { return http.HandlerFunc(h.report) }
+
 // ParseFilter reads a query filter from URL parameters: patient, user,
 // client, action (repeated or comma-separated), outcome, since, until
 // (RFC 3339 or YYYY-MM-DD), cursor, limit.
