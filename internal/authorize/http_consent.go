@@ -3,6 +3,7 @@ package authorize
 import (
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/httpx"
@@ -24,10 +25,7 @@ func scopeGroups(set scope.Set, aud scope.Audience) []web.ScopeGroup {
 			general = append(general, item)
 			continue
 		}
-		label := sc.Type
-		if label == "*" {
-			label = "All health data"
-		}
+		label := typeLabel(sc.Type)
 		j, ok := index[label]
 		if !ok {
 			j = len(groups)
@@ -40,6 +38,21 @@ func scopeGroups(set scope.Set, aud scope.Audience) []web.ScopeGroup {
 		groups = append(groups, web.ScopeGroup{Label: "Sign-in and access", Scopes: general})
 	}
 	return groups
+}
+
+// typeLabel names a FHIR resource type in plain language for a group
+// heading, with the wording scope.Describe uses ("Observations (such as lab
+// results and vital signs)"); the type name when there is none.
+func typeLabel(t string) string {
+	if t == "*" {
+		return "All health data"
+	}
+	d := scope.DescribeFor(scope.Scope{Kind: scope.Resource, Context: scope.Patient, Type: t, Perms: scope.Read}, scope.ForPatient)
+	noun, ok := strings.CutPrefix(d, "Read your ")
+	if !ok || noun == "" {
+		return t
+	}
+	return strings.ToUpper(noun[:1]) + noun[1:]
 }
 
 // consentPage asks the user to approve the scopes the request may get.

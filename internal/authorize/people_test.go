@@ -77,3 +77,16 @@ func TestSecondFactorGatesEveryStep(t *testing.T) {
 		t.Fatalf("patient: %d %s", p.status, p.url)
 	}
 }
+
+func TestTypeLabel(t *testing.T) {
+	for in, want := range map[string]string{
+		"Observation": "Observations (such as lab results and vital signs)",
+		"Condition":   "Conditions and diagnoses",
+		"*":           "All health data",
+		"ChargeItem":  "Charge item records",
+	} {
+		if got := typeLabel(in); got != want {
+			t.Errorf("typeLabel(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
