@@ -335,3 +335,22 @@ func TestVoluntaryTwoStep(t *testing.T) {
 		t.Fatalf("enrolled patient not asked for a code: %q", p.location)
 	}
 }
+
+func TestLogout(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser()
+	b.signIn("amy", PathApps)
+	p := b.get(PathApps)
+	if p := b.post(PathLogout, url.Values{}); p.status != http.StatusForbidden {
+		t.Fatalf("logout without CSRF: %d", p.status)
+	}
+	if p := b.post(PathLogout, url.Values{"csrf": {csrfOf(t, p.body)}}); p.status != http.StatusOK || !strings.Contains(p.body, "signed out") {
+		t.Fatalf("logout: %d", p.status)
+	}
+	if p := b.get(PathApps); p.status != http.StatusSeeOther || !strings.HasPrefix(p.location, PathLogin) {
+		t.Fatalf("after logout: %d", p.status)
+	}
+	if !e.rec.Has(audit.ActionLogout, audit.Success) {
+		t.Fatal("logout not audited")
+	}
+}
