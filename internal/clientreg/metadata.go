@@ -96,6 +96,12 @@ func Validate(m Metadata) (Metadata, error) {
 	if out.Scope, err = validateScope(m.Scope); err != nil {
 		return Metadata{}, err
 	}
+	if len(m.GrantTypes) == 0 && wantsRefresh(out.Scope) {
+		// A SMART app registering offline_access or online_access expects
+		// refresh tokens; RFC 7591's default of authorization_code alone
+		// would silently withhold them.
+		out.GrantTypes = append(out.GrantTypes, string(oauth.GrantRefreshToken))
+	}
 	if out.IDTokenSignedResponseAlg, err = validateAlg(m.IDTokenSignedResponseAlg); err != nil {
 		return Metadata{}, err
 	}
@@ -124,6 +130,17 @@ func Validate(m Metadata) (Metadata, error) {
 		return Metadata{}, err
 	}
 	return out, nil
+}
+
+// wantsRefresh reports whether a validated scope string asks for refresh
+// tokens (offline_access or online_access).
+func wantsRefresh(scopes string) bool {
+	for _, s := range strings.Fields(scopes) {
+		if s == "offline_access" || s == "online_access" {
+			return true
+		}
+	}
+	return false
 }
 
 // validateConfidential applies the rules tying auth methods, keys, grant

@@ -59,7 +59,8 @@ func TestValidateDefaults(t *testing.T) {
 	if !slices.Equal(got.ResponseTypes, []string{"code"}) {
 		t.Errorf("response_types %v", got.ResponseTypes)
 	}
-	if !slices.Equal(got.GrantTypes, []string{"authorization_code"}) {
+	// offline_access in the scope brings the refresh_token grant by default.
+	if !slices.Equal(got.GrantTypes, []string{"authorization_code", "refresh_token"}) {
 		t.Errorf("grant_types %v", got.GrantTypes)
 	}
 	if got.TokenEndpointAuthMethod != "client_secret_basic" {
@@ -70,6 +71,29 @@ func TestValidateDefaults(t *testing.T) {
 	}
 	if got.Scope != m.Scope {
 		t.Errorf("scope %q", got.Scope)
+	}
+}
+
+func TestValidateDefaultGrantTypes(t *testing.T) {
+	for _, tc := range []struct {
+		scope  string
+		grants []string
+		want   []string
+	}{
+		{"openid launch/patient patient/*.rs", nil, []string{"authorization_code"}},
+		{"launch/patient online_access patient/*.rs", nil, []string{"authorization_code", "refresh_token"}},
+		// An explicit list is kept: the client chose no refresh tokens.
+		{"launch/patient offline_access patient/*.rs", []string{"authorization_code"}, []string{"authorization_code"}},
+	} {
+		m := valid()
+		m.Scope, m.GrantTypes = tc.scope, tc.grants
+		got, err := Validate(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got.GrantTypes, tc.want) {
+			t.Errorf("scope %q grants %v: got %v, want %v", tc.scope, tc.grants, got.GrantTypes, tc.want)
+		}
 	}
 }
 
