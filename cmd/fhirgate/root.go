@@ -72,6 +72,7 @@ func newRoot(e *env) *cobra.Command {
 		newClientsCmd(e, g),
 		newLaunchCmd(e, g),
 		newKeysCmd(e, g),
+		newAuditCmd(e, g),
 		newPatientsCmd(e, g),
 		newConsentsCmd(e, g),
 		newCertsCmd(e),

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/fhirgate/fhirgate/internal/audit"
+	"github.com/fhirgate/fhirgate/internal/audit/chain"
+	"github.com/fhirgate/fhirgate/internal/audit/trail"
 	"github.com/fhirgate/fhirgate/internal/config"
 	"github.com/fhirgate/fhirgate/internal/keys"
 	"github.com/fhirgate/fhirgate/internal/storage"
@@ -43,7 +45,8 @@ type Options struct {
 	// Ready receives the one "fhirgate: serving on ..." line once the server
 	// accepts connections (io.Discard when nil).
 	Ready io.Writer
-	// Auditor records security events; an audit.LogAuditor on Logger when nil.
+	// Auditor records security events; when nil, the durable audit trail
+	// configured by audit.* (or an audit.LogAuditor on Logger for audit.sink: log).
 	Auditor audit.Auditor
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
@@ -67,6 +70,8 @@ type App struct {
 	ln        net.Listener
 	srv       *http.Server
 	keyReload time.Duration
+	trail     *trail.Trail // the durable audit trail, when this App opened it
+	auditSink chain.Sink
 
 	stopWatch context.CancelFunc
 	served    chan error
@@ -86,9 +91,6 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
-	}
-	if opts.Auditor == nil {
-		opts.Auditor = audit.LogAuditor{Logger: opts.Logger, Now: opts.Now}
 	}
 	if opts.KeyReload <= 0 {
 		opts.KeyReload = DefaultKeyReload
@@ -132,8 +134,16 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	if err := a.store.Ping(ctx); err != nil {
 		return nil, fmt.Errorf("storage: %w", err)
 	}
+	if opts.Auditor == nil {
+		if opts.Auditor, err = a.openAudit(ctx, cfg, log, opts.Now); err != nil {
+			return nil, err
+		}
+	}
 	if a.keys, err = OpenKeys(ctx, cfg, a.store, log, opts.Auditor, opts.Now); err != nil {
 		return nil, err
+	}
+	if a.trail != nil {
+		a.trail.SetSigner(a.keys) // audit checkpoints are signed with the server's key
 	}
 	if a.tokens, err = token.NewIssuer(token.Options{
 		Signer: a.keys, Verifier: a.keys, Issuer: cfg.Issuer,
@@ -247,6 +257,7 @@ func (a *App) closeResources() {
 		if a.ln != nil {
 			_ = a.ln.Close()
 		}
+		a.closeAudit() // flush the audit queue before the store goes
 		if a.ownStore && a.store != nil {
 			if err := a.store.Close(); err != nil {
 				a.log.Warn("closing store", "err", err)

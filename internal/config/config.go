@@ -49,6 +49,7 @@ type Config struct {
 	MTLS                    MTLS             `yaml:"mtls"`
 	SenderConstraint        SenderConstraint `yaml:"sender_constraint"`
 	Replay                  Replay           `yaml:"replay"`
+	Audit                   Audit            `yaml:"audit"`
 	// Upstreams lists the gateway's backends by path prefix (YAML only).
 	Upstreams []Upstream `yaml:"upstreams"`
 
@@ -218,6 +219,7 @@ func Default() *Config {
 		},
 		Log:        Log{Level: DefaultLogLevel},
 		Gateway:    Gateway{UpstreamTimeout: DefaultUpstreamTimeout},
+		Audit:      defaultAudit(),
 		Revocation: Revocation{PollInterval: DefaultRevocationPoll, MaxStaleness: DefaultRevocationStaleness},
 		DPoP:       DPoP{IATWindow: DefaultDPoPIATWindow},
 		Replay:     Replay{Backend: DefaultReplayBackend, MaxEntries: DefaultReplayMaxEntries},

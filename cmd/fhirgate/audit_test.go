@@ -1,0 +1,59 @@
+package main
+
+import (
+	"bufio"
+	"database/sql"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+func TestAuditVerifyAndExport(t *testing.T) {
+	dir := t.TempDir()
+	base, stop := startServe(t, nil, "--data-dir", dir, "--addr", "127.0.0.1:0")
+	for _, c := range []string{"a", "b", "c"} {
+		resp, err := http.PostForm(base+"/token", url.Values{"grant_type": {"authorization_code"}, "code": {"x"}, "client_id": {c}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if r := stop(); r.code != 0 {
+		t.Fatalf("serve: %d %s", r.code, r.stderr)
+	}
+	out := mustCLI(t, "audit", "verify", "--data-dir", dir)
+	if !strings.Contains(out, "records") || !strings.Contains(out, ": ok") {
+		t.Fatalf("verify output: %s", out)
+	}
+	fhirOut := mustCLI(t, "audit", "export", "--data-dir", dir, "--since", "2000-01-01", "--format", "fhir", "--action", "token.refused")
+	sc := bufio.NewScanner(strings.NewReader(fhirOut))
+	n := 0
+	for sc.Scan() {
+		var ae map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &ae); err != nil || ae["resourceType"] != "AuditEvent" {
+			t.Fatalf("line %q: %v", sc.Text(), err)
+		}
+		n++
+	}
+	if n != 3 {
+		t.Fatalf("%d AuditEvents exported, want 3", n)
+	}
+	if r := cli(t, nil, "", "audit", "export", "--data-dir", dir, "--format", "xml"); r.code == 0 {
+		t.Fatal("bad format accepted")
+	}
+
+	db, err := sql.Open("sqlite", "file:"+dir+"/fhirgate.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("DELETE FROM audit_events WHERE seq = 2"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	r := cli(t, nil, "", "audit", "verify", "--data-dir", dir)
+	if r.code != 1 || !strings.Contains(r.stderr, "record 2: removed") {
+		t.Fatalf("tampered verify: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+}
