@@ -45,9 +45,68 @@ func (h *Handler) authorizationCode(ctx context.Context, client *storage.Client,
 	}
 
 	now := h.opts.Now()
-	ac, err := h.opts.Codes.ConsumeAuthCode(ctx, storage.HashSecret(code), now)
+	bnd := bindingFrom(ctx)
+	var (
+		fam     *storage.TokenFamily
+		granted scope.Set
+		rt      string
+	)
+	// The code is consumed before anything is checked against it, so a failed
+	// attempt (wrong verifier, wrong client) burns it. Consumption, the token
+	// family and the refresh token are written in one transaction, so a
+	// reused code always finds the family of an earlier successful exchange.
+	ac, err := h.opts.Codes.RedeemAuthCode(ctx, storage.HashSecret(code), now, func(ac *storage.AuthCode) (*storage.Redemption, error) {
+		if ac.ClientID != client.ID {
+			return nil, oauth.Wrap(oauth.InvalidGrant, "invalid authorization code",
+				fmt.Errorf("%w: issued to %q, presented by %q", ErrCodeClient, ac.ClientID, client.ID))
+		}
+		if ac.RedirectURI != redirectURI {
+			return nil, oauth.Wrap(oauth.InvalidGrant, "redirect_uri does not match the authorization request", ErrRedirectMismatch)
+		}
+		if !s256Matches(verifier, ac.CodeChallenge) {
+			return nil, oauth.Wrap(oauth.InvalidGrant, "code_verifier does not match the code_challenge", ErrPKCEMismatch)
+		}
+		if err := checkCodeBinding(ac, bnd); err != nil {
+			return nil, err
+		}
+		var err error
+		if granted, _, err = scope.ParseSet(ac.Scope); err != nil {
+			return nil, oauth.Wrap(oauth.ServerError, "internal error", fmt.Errorf("grant: stored code scope: %w", err))
+		}
+		fam = &storage.TokenFamily{
+			ID:        ac.FamilyID,
+			ClientID:  client.ID,
+			UserID:    ac.UserID,
+			Scope:     ac.Scope,
+			Context:   ac.Context,
+			CreatedAt: now,
+			ExpiresAt: now.Add(h.opts.RefreshAbsolute),
+		}
+		fam.DPoPJKT, fam.CertThumbprint = familyBinding(client, bnd)
+		fam.SessionHash = onlineSession(granted, ac)
+		red := &storage.Redemption{Family: fam}
+		if wantsRefresh(client, granted) && refreshable(granted, fam) {
+			rt = secret.Token()
+			red.Refresh = &storage.RefreshToken{
+				Hash:      storage.HashSecret(rt),
+				FamilyID:  fam.ID,
+				ClientID:  client.ID,
+				UserID:    ac.UserID,
+				Scope:     ac.Scope,
+				CreatedAt: now,
+				ExpiresAt: h.refreshExpiry(now, fam.ExpiresAt),
+			}
+		}
+		return red, nil
+	})
+	if ac != nil {
+		ev.UserID = ac.UserID
+	}
+	var oe *oauth.Error
 	switch {
 	case err == nil:
+	case errors.As(err, &oe):
+		return nil, oe
 	case errors.Is(err, storage.ErrAlreadyUsed):
 		if ac != nil {
 			h.codeReused(ctx, ac, client, ev)
@@ -57,56 +116,18 @@ func (h *Handler) authorizationCode(ctx context.Context, client *storage.Client,
 		return nil, oauth.Wrap(oauth.InvalidGrant, "invalid authorization code", err)
 	case errors.Is(err, storage.ErrExpired):
 		return nil, oauth.Wrap(oauth.InvalidGrant, "authorization code expired", err)
+	case errors.Is(err, storage.ErrBadRedemption):
+		return nil, oauth.Wrap(oauth.ServerError, "internal error", fmt.Errorf("grant: authorization code has no token family: %w", err))
 	default:
-		return nil, storeError("consume code", err)
-	}
-	ev.UserID = ac.UserID
-	if ac.ClientID != client.ID {
-		return nil, oauth.Wrap(oauth.InvalidGrant, "invalid authorization code",
-			fmt.Errorf("%w: issued to %q, presented by %q", ErrCodeClient, ac.ClientID, client.ID))
-	}
-	if ac.RedirectURI != redirectURI {
-		return nil, oauth.Wrap(oauth.InvalidGrant, "redirect_uri does not match the authorization request", ErrRedirectMismatch)
-	}
-	if !s256Matches(verifier, ac.CodeChallenge) {
-		return nil, oauth.Wrap(oauth.InvalidGrant, "code_verifier does not match the code_challenge", ErrPKCEMismatch)
-	}
-	bnd := bindingFrom(ctx)
-	if err := checkCodeBinding(ac, bnd); err != nil {
-		return nil, err
-	}
-	if ac.FamilyID == "" {
-		return nil, oauth.Wrap(oauth.ServerError, "internal error", errors.New("grant: authorization code has no token family"))
+		return nil, storeError("redeem code", err)
 	}
 
 	user, err := h.opts.Users.GetUser(ctx, ac.UserID)
 	if errors.Is(err, storage.ErrNotFound) {
+		h.revokeQuietly(ctx, fam.ID, now, "authorizing user deleted")
 		return nil, oauth.Wrap(oauth.InvalidGrant, "the authorizing user no longer exists", err)
 	} else if err != nil {
 		return nil, storeError("get user", err)
-	}
-	granted, _, err := scope.ParseSet(ac.Scope)
-	if err != nil {
-		return nil, oauth.Wrap(oauth.ServerError, "internal error", fmt.Errorf("grant: stored code scope: %w", err))
-	}
-
-	fam := &storage.TokenFamily{
-		ID:        ac.FamilyID,
-		ClientID:  client.ID,
-		UserID:    user.ID,
-		Scope:     ac.Scope,
-		Context:   ac.Context,
-		CreatedAt: now,
-		ExpiresAt: now.Add(h.opts.RefreshAbsolute),
-	}
-	fam.DPoPJKT, fam.CertThumbprint = familyBinding(client, bnd)
-	fam.SessionHash = onlineSession(granted, ac)
-	if err := h.opts.Tokens.CreateFamily(ctx, fam); errors.Is(err, storage.ErrConflict) {
-		// A concurrent reuse of this code got there first and created the
-		// family revoked.
-		return nil, oauth.Wrap(oauth.InvalidGrant, "authorization code already used", fmt.Errorf("%w: family exists: %w", ErrCodeReuse, err))
-	} else if err != nil {
-		return nil, storeError("create family", err)
 	}
 
 	resp, err := h.mint(ctx, grantInfo{
@@ -125,21 +146,7 @@ func (h *Handler) authorizationCode(ctx context.Context, client *storage.Client,
 	if err != nil {
 		return nil, err
 	}
-	if wantsRefresh(client, granted) && refreshable(granted, fam) {
-		rt := secret.Token()
-		if err := h.opts.Tokens.CreateRefreshToken(ctx, &storage.RefreshToken{
-			Hash:      storage.HashSecret(rt),
-			FamilyID:  fam.ID,
-			ClientID:  client.ID,
-			UserID:    user.ID,
-			Scope:     ac.Scope,
-			CreatedAt: now,
-			ExpiresAt: h.refreshExpiry(now, fam.ExpiresAt),
-		}); err != nil {
-			return nil, storeError("create refresh token", err)
-		}
-		resp.RefreshToken = rt
-	}
+	resp.RefreshToken = rt
 	return &result{resp: resp, familyID: fam.ID}, nil
 }
 
@@ -150,7 +157,12 @@ func (h *Handler) codeReused(ctx context.Context, ac *storage.AuthCode, client *
 	ctx = context.WithoutCancel(ctx)
 	now := h.opts.Now()
 	ev.UserID = ac.UserID
-	err := h.revokeOrTombstone(ctx, ac, now)
+	// The family exists if an earlier exchange of this code succeeded (it was
+	// written with the code's consumption); if none did, nothing was issued.
+	err := h.opts.Tokens.RevokeFamily(ctx, ac.FamilyID, now, reasonCodeReuse)
+	if errors.Is(err, storage.ErrNotFound) {
+		err = nil
+	}
 	if err != nil {
 		h.opts.Logger.ErrorContext(ctx, "revoking the family of a reused code failed", "family", ac.FamilyID, "error", err)
 	}
@@ -174,52 +186,10 @@ func (h *Handler) codeReused(ctx context.Context, ac *storage.AuthCode, client *
 	}
 }
 
-// Waiting for a concurrent first exchange to create the family of a reused
-// code: at most reuseWaitAttempts polls reuseWaitStep apart, and only while
-// the code was consumed less than reuseWaitWindow ago.
-const (
-	reuseWaitAttempts = 20
-	reuseWaitStep     = 25 * time.Millisecond
-	reuseWaitWindow   = 5 * time.Second
-)
-
-// revokeOrTombstone revokes the family of a reused code. The first exchange
-// may still be between consuming the code and creating the family; if the
-// family does not appear within a short wait, it is created already revoked
-// (a tombstone), so that exchange then fails instead of issuing live tokens.
-func (h *Handler) revokeOrTombstone(ctx context.Context, ac *storage.AuthCode, now time.Time) error {
-	if ac.FamilyID == "" {
-		return errors.New("grant: reused code has no token family")
+// revokeQuietly revokes a family after a failure that already decides the
+// response; a revocation error is logged, never sent.
+func (h *Handler) revokeQuietly(ctx context.Context, familyID string, now time.Time, reason string) {
+	if err := h.opts.Tokens.RevokeFamily(context.WithoutCancel(ctx), familyID, now, reason); err != nil {
+		h.opts.Logger.ErrorContext(ctx, "revoking a token family failed", "family", familyID, "error", err)
 	}
-	recent := ac.UsedAt.IsZero() || now.Sub(ac.UsedAt) < reuseWaitWindow
-	for attempt := 0; ; attempt++ {
-		_, err := h.opts.Tokens.GetFamily(ctx, ac.FamilyID)
-		if err == nil {
-			return h.opts.Tokens.RevokeFamily(ctx, ac.FamilyID, now, reasonCodeReuse)
-		}
-		if !errors.Is(err, storage.ErrNotFound) {
-			return err
-		}
-		if !recent || attempt >= reuseWaitAttempts {
-			break
-		}
-		time.Sleep(reuseWaitStep)
-	}
-	tomb := &storage.TokenFamily{
-		ID:        ac.FamilyID,
-		ClientID:  ac.ClientID,
-		UserID:    ac.UserID,
-		Scope:     ac.Scope,
-		Context:   ac.Context,
-		CreatedAt: now,
-		ExpiresAt: now.Add(h.opts.RefreshAbsolute),
-		RevokedAt: now,
-		Reason:    reasonCodeReuse,
-	}
-	if err := h.opts.Tokens.CreateFamily(ctx, tomb); err != nil && !errors.Is(err, storage.ErrConflict) {
-		return err
-	}
-	// Revoke explicitly: the first exchange may have created the family
-	// meanwhile (ErrConflict above), or the backend may ignore RevokedAt.
-	return h.opts.Tokens.RevokeFamily(ctx, ac.FamilyID, now, reasonCodeReuse)
 }

@@ -364,23 +364,20 @@ func TestAuditFailureFailsClosed(t *testing.T) {
 	}
 }
 
-func TestReuseBeforeFamilyExistsLeavesTombstone(t *testing.T) {
-	// The first exchange consumed the code but stalled before creating the
-	// family: a reuse creates the family revoked, so the first exchange can
-	// never issue live tokens from it.
+func TestFailedExchangeBurnsCodeWithoutFamily(t *testing.T) {
+	// A wrong verifier burns the code and writes no token family; presenting
+	// the code again, even with the right verifier, is reuse: invalid_grant,
+	// audited, and still no tokens.
 	f := newFixture(t)
 	c, _ := f.client(oauth.AuthNone)
 	code, verifier := f.code(c, codeOpts{})
-	ac, err := f.store.ConsumeAuthCode(f.ctx, storage.HashSecret(code), f.clock.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	wantError(t, f.exchange(code, verifier+"x", public(c)), 400, oauth.InvalidGrant)
 	wantError(t, f.exchange(code, verifier, public(c)), 400, oauth.InvalidGrant)
-	fam, err := f.store.GetFamily(f.ctx, ac.FamilyID)
-	if err != nil || fam.RevokedAt.IsZero() {
-		t.Fatalf("family %+v, %v; want a revoked tombstone", fam, err)
+	ac, err := f.store.ConsumeAuthCode(f.ctx, storage.HashSecret(code), f.clock.Now())
+	if !errors.Is(err, storage.ErrAlreadyUsed) {
+		t.Fatalf("code after failed exchange: %v, want ErrAlreadyUsed", err)
 	}
-	if err := f.store.CreateFamily(f.ctx, &storage.TokenFamily{ID: ac.FamilyID}); !errors.Is(err, storage.ErrConflict) {
-		t.Fatalf("first exchange could still create the family: %v", err)
+	if _, err := f.store.GetFamily(f.ctx, ac.FamilyID); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("a failed exchange wrote a token family: %v", err)
 	}
 }

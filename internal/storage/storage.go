@@ -279,6 +279,36 @@ type AuthCodes interface {
 	// ErrAlreadyUsed: consumed before; the code record is returned too, so the
 	// caller can revoke its family. Exactly one concurrent caller succeeds.
 	ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time) (*AuthCode, error)
+	// RedeemAuthCode is the code exchange as one transaction: it consumes
+	// the code as ConsumeAuthCode does and, in the same transaction, calls
+	// exchange with it and inserts the Redemption it returns (the token
+	// family, whose ID must be the code's FamilyID, and an optional refresh
+	// token). If exchange fails, the code stays consumed (a failed exchange
+	// burns it), nothing else is written, and exchange's error is returned
+	// with the code. Unknown, expired and used codes are reported as by
+	// ConsumeAuthCode without calling exchange, so a reused code's family
+	// exists whenever an earlier exchange succeeded.
+	RedeemAuthCode(ctx context.Context, hash []byte, now time.Time, exchange func(*AuthCode) (*Redemption, error)) (*AuthCode, error)
+}
+
+// Redemption is what a successful code exchange writes with the code's
+// consumption.
+type Redemption struct {
+	Family  *TokenFamily
+	Refresh *RefreshToken // nil when no refresh token is issued
+}
+
+// ErrBadRedemption: an exchange returned no family, or one whose ID is not
+// the code's FamilyID, or a refresh token of another family.
+var ErrBadRedemption = errors.New("storage: redemption does not match the code")
+
+// CheckRedemption validates r against the code it redeems.
+func CheckRedemption(c *AuthCode, r *Redemption) error {
+	if r == nil || r.Family == nil || c.FamilyID == "" || r.Family.ID != c.FamilyID ||
+		(r.Refresh != nil && r.Refresh.FamilyID != c.FamilyID) {
+		return ErrBadRedemption
+	}
+	return nil
 }
 
 // Sessions stores browser login sessions.

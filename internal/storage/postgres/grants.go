@@ -148,29 +148,58 @@ func (s *Store) CreateAuthCode(ctx context.Context, c *storage.AuthCode) error {
 	return wrap("create auth code", err)
 }
 
-// ConsumeAuthCode marks the code used in one statement; if it matched no
-// row, a second read says why. A used code is ErrAlreadyUsed (checked before
-// expiry, so replay is always reported); an expired code is ErrExpired and
-// stays unused. Both return the code.
+// ConsumeAuthCode marks the code used; see RedeemAuthCode.
 func (s *Store) ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time) (*storage.AuthCode, error) {
-	c, err := scanAuthCode(s.pool.QueryRow(ctx, `UPDATE auth_codes SET used_at = $2
-		WHERE hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING `+authCodeCols, hash, now))
-	if err == nil {
-		return c, nil
-	}
-	if !errors.Is(err, pgx.ErrNoRows) {
-		return nil, wrap("consume auth code", err)
-	}
-	c, err = scanAuthCode(s.pool.QueryRow(ctx, `SELECT `+authCodeCols+` FROM auth_codes WHERE hash = $1`, hash))
-	switch {
-	case err != nil:
-		return nil, wrap("consume auth code", err)
-	case !c.UsedAt.IsZero():
-		return c, wrap("consume auth code", storage.ErrAlreadyUsed)
-	case expired(micro(now), c.ExpiresAt):
-		return c, wrap("consume auth code", storage.ErrExpired)
-	}
-	return nil, wrap("consume auth code", errInconsistent)
+	return s.RedeemAuthCode(ctx, hash, now, nil)
+}
+
+// RedeemAuthCode marks the code used with one conditional UPDATE (its row
+// lock serialises concurrent redeemers) inside a transaction, then runs
+// exchange and inserts its family and refresh token before committing. If
+// the UPDATE matched no row, a read says why: a used code is ErrAlreadyUsed
+// (checked before expiry, so replay is always reported); an expired code is
+// ErrExpired and stays unused. Both return the code.
+func (s *Store) RedeemAuthCode(ctx context.Context, hash []byte, now time.Time, exchange func(*storage.AuthCode) (*storage.Redemption, error)) (*storage.AuthCode, error) {
+	var code *storage.AuthCode
+	err := s.tx(ctx, "redeem auth code", func(tx pgx.Tx) error {
+		c, err := scanAuthCode(tx.QueryRow(ctx, `UPDATE auth_codes SET used_at = $2
+			WHERE hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING `+authCodeCols, hash, now))
+		if errors.Is(err, pgx.ErrNoRows) {
+			if c, err = scanAuthCode(tx.QueryRow(ctx, `SELECT `+authCodeCols+` FROM auth_codes WHERE hash = $1`, hash)); err != nil {
+				return err
+			}
+			code = c
+			switch {
+			case !c.UsedAt.IsZero():
+				return storage.ErrAlreadyUsed
+			case expired(micro(now), c.ExpiresAt):
+				return storage.ErrExpired
+			}
+			return errInconsistent
+		}
+		if err != nil {
+			return err
+		}
+		code = c
+		if exchange == nil {
+			return nil
+		}
+		r, err := exchange(c)
+		if err != nil {
+			return commitErr{err}
+		}
+		if err := storage.CheckRedemption(c, r); err != nil {
+			return commitErr{err}
+		}
+		if err := insertFamily(ctx, tx, r.Family); err != nil {
+			return err
+		}
+		if r.Refresh != nil {
+			return insertRefresh(ctx, tx, r.Refresh)
+		}
+		return nil
+	})
+	return code, err
 }
 
 // errInconsistent refuses a single-use value whose conditional update

@@ -30,10 +30,14 @@ func scanFamily(row pgx.Row) (*storage.TokenFamily, error) {
 
 // CreateFamily inserts f; ErrConflict if its id exists.
 func (s *Store) CreateFamily(ctx context.Context, f *storage.TokenFamily) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO token_families (`+familyCols+`)
+	return wrap("create family", insertFamily(ctx, s.pool, f))
+}
+
+func insertFamily(ctx context.Context, q querier, f *storage.TokenFamily) error {
+	_, err := q.Exec(ctx, `INSERT INTO token_families (`+familyCols+`)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`, f.ID, f.ClientID, f.UserID, f.Scope, f.Context,
 		tz(f.CreatedAt), tz(f.ExpiresAt), tz(f.RevokedAt), f.Reason, f.DPoPJKT, f.CertThumbprint, f.SessionHash)
-	return wrap("create family", err)
+	return err
 }
 
 // GetFamily returns the family with that id.

@@ -163,30 +163,58 @@ func (s *Store) CreateAuthCode(ctx context.Context, c *storage.AuthCode) error {
 	return wrap("create auth code", err)
 }
 
-// ConsumeAuthCode marks the code used in one conditional UPDATE (atomic
-// under SQLite's write lock); if it matched nothing, a read says why. A
-// used code is ErrAlreadyUsed (checked before expiry, so replay is always
-// reported); an expired code is ErrExpired and stays unused. Both return
-// the code.
+// ConsumeAuthCode marks the code used; see RedeemAuthCode.
 func (s *Store) ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time) (*storage.AuthCode, error) {
-	c, err := scanAuthCode(s.wrow(ctx, nil, `UPDATE auth_codes SET used_at = ?1
-		WHERE hash = ?2 AND used_at IS NULL AND expires_at > ?1 RETURNING `+authCodeCols, micros(now), hash))
-	if err == nil {
-		return c, nil
-	}
-	if !errors.Is(err, sql.ErrNoRows) {
-		return nil, wrap("consume auth code", err)
-	}
-	c, err = scanAuthCode(s.rrow(ctx, `SELECT `+authCodeCols+` FROM auth_codes WHERE hash = ?`, hash))
-	switch {
-	case err != nil:
-		return nil, wrap("consume auth code", err)
-	case !c.UsedAt.IsZero():
-		return c, wrap("consume auth code", storage.ErrAlreadyUsed)
-	case expired(now, c.ExpiresAt):
-		return c, wrap("consume auth code", storage.ErrExpired)
-	}
-	return nil, wrap("consume auth code", errInconsistent)
+	return s.RedeemAuthCode(ctx, hash, now, nil)
+}
+
+// RedeemAuthCode marks the code used in one conditional UPDATE inside a
+// write transaction (BEGIN IMMEDIATE), then runs exchange and inserts its
+// family and refresh token before committing. If the UPDATE matched
+// nothing, a read in the same transaction says why: a used code is
+// ErrAlreadyUsed (checked before expiry, so replay is always reported); an
+// expired code is ErrExpired and stays unused. Both return the code.
+func (s *Store) RedeemAuthCode(ctx context.Context, hash []byte, now time.Time, exchange func(*storage.AuthCode) (*storage.Redemption, error)) (*storage.AuthCode, error) {
+	var code *storage.AuthCode
+	err := s.txKeep(ctx, "redeem auth code", func(tx *sql.Tx) error {
+		c, err := scanAuthCode(s.wrow(ctx, tx, `UPDATE auth_codes SET used_at = ?1
+			WHERE hash = ?2 AND used_at IS NULL AND expires_at > ?1 RETURNING `+authCodeCols, micros(now), hash))
+		if errors.Is(err, sql.ErrNoRows) {
+			if c, err = scanAuthCode(s.wrow(ctx, tx, `SELECT `+authCodeCols+` FROM auth_codes WHERE hash = ?`, hash)); err != nil {
+				return err
+			}
+			code = c
+			switch {
+			case !c.UsedAt.IsZero():
+				return storage.ErrAlreadyUsed
+			case expired(now, c.ExpiresAt):
+				return storage.ErrExpired
+			}
+			return errInconsistent
+		}
+		if err != nil {
+			return err
+		}
+		code = c
+		if exchange == nil {
+			return nil
+		}
+		r, err := exchange(c)
+		if err != nil {
+			return commitErr{err}
+		}
+		if err := storage.CheckRedemption(c, r); err != nil {
+			return commitErr{err}
+		}
+		if err := s.insertFamily(ctx, tx, r.Family); err != nil {
+			return err
+		}
+		if r.Refresh != nil {
+			return s.insertRefresh(ctx, tx, r.Refresh)
+		}
+		return nil
+	})
+	return code, err
 }
 
 func scanAuthCode(sc scanner) (*storage.AuthCode, error) {

@@ -28,15 +28,19 @@ func scanFamily(sc scanner) (*storage.TokenFamily, error) {
 
 // CreateFamily inserts f; ErrConflict if its id exists.
 func (s *Store) CreateFamily(ctx context.Context, f *storage.TokenFamily) error {
+	return wrap("create family", s.insertFamily(ctx, nil, f))
+}
+
+func (s *Store) insertFamily(ctx context.Context, tx *sql.Tx, f *storage.TokenFamily) error {
 	lc, err := jsonText(f.Context)
 	if err != nil {
-		return wrap("create family", err)
+		return err
 	}
-	_, err = s.wexec(ctx, nil, `INSERT INTO token_families (`+familyCols+`)
+	_, err = s.wexec(ctx, tx, `INSERT INTO token_families (`+familyCols+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, f.ID, f.ClientID, f.UserID, f.Scope, lc,
 		micros(f.CreatedAt), micros(f.ExpiresAt), micros(f.RevokedAt), f.Reason, f.DPoPJKT, f.CertThumbprint,
 		blob(f.SessionHash))
-	return wrap("create family", err)
+	return err
 }
 
 // GetFamily returns the family with that id.

@@ -2,6 +2,7 @@ package storagetest
 
 import (
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -234,5 +235,89 @@ func testConsumeAuthCodeRace(t *testing.T, s storage.Store) {
 			return err
 		})
 		oneWinner(t, "ConsumeAuthCode race", errs, storage.ErrAlreadyUsed)
+	}
+}
+
+func testRedeemAuthCode(t *testing.T, s storage.Store) {
+	ctx := ctxT(t)
+	now := base.Add(10 * time.Second)
+	redemption := func(c *storage.AuthCode) (*storage.Redemption, error) {
+		f := newFamily(c.FamilyID, c.UserID, c.ClientID)
+		rt := newRefresh("rt-"+c.FamilyID, c.FamilyID)
+		return &storage.Redemption{Family: f, Refresh: rt}, nil
+	}
+
+	// Success: code consumed, family and refresh token written together.
+	c := newAuthCode("redeem-1")
+	wantErr(t, "CreateAuthCode", s.CreateAuthCode(ctx, c), nil)
+	got, err := s.RedeemAuthCode(ctx, c.Hash, now, redemption)
+	wantErr(t, "RedeemAuthCode", err, nil)
+	if got.UsedAt.IsZero() || got.FamilyID != c.FamilyID {
+		t.Fatalf("RedeemAuthCode returned %+v", got)
+	}
+	if _, err := s.GetFamily(ctx, c.FamilyID); err != nil {
+		t.Fatalf("family not written: %v", err)
+	}
+	if _, err := s.GetRefreshToken(ctx, hash("rt-"+c.FamilyID)); err != nil {
+		t.Fatalf("refresh token not written: %v", err)
+	}
+	// Reuse: reported with the code, exchange not called, the family exists to revoke.
+	called := false
+	got, err = s.RedeemAuthCode(ctx, c.Hash, now, func(*storage.AuthCode) (*storage.Redemption, error) {
+		called = true
+		return nil, nil
+	})
+	wantErr(t, "RedeemAuthCode reuse", err, storage.ErrAlreadyUsed)
+	if called || got == nil || got.FamilyID != c.FamilyID {
+		t.Fatalf("reuse: exchange called %v, code %+v", called, got)
+	}
+
+	// A failing exchange burns the code and writes nothing else.
+	failing := newAuthCode("redeem-2")
+	wantErr(t, "CreateAuthCode", s.CreateAuthCode(ctx, failing), nil)
+	errPKCE := errors.New("pkce mismatch")
+	_, err = s.RedeemAuthCode(ctx, failing.Hash, now, func(*storage.AuthCode) (*storage.Redemption, error) {
+		return nil, errPKCE
+	})
+	wantErr(t, "RedeemAuthCode failing exchange", err, errPKCE)
+	_, err = s.GetFamily(ctx, failing.FamilyID)
+	wantErr(t, "family after failed exchange", err, storage.ErrNotFound)
+	_, err = s.RedeemAuthCode(ctx, failing.Hash, now, redemption)
+	wantErr(t, "RedeemAuthCode after failed exchange", err, storage.ErrAlreadyUsed)
+
+	// A redemption for another family is refused and writes nothing.
+	wrong := newAuthCode("redeem-3")
+	wantErr(t, "CreateAuthCode", s.CreateAuthCode(ctx, wrong), nil)
+	_, err = s.RedeemAuthCode(ctx, wrong.Hash, now, func(c *storage.AuthCode) (*storage.Redemption, error) {
+		return &storage.Redemption{Family: newFamily("someone-else", c.UserID, c.ClientID)}, nil
+	})
+	wantErr(t, "RedeemAuthCode wrong family", err, storage.ErrBadRedemption)
+	_, err = s.GetFamily(ctx, "someone-else")
+	wantErr(t, "foreign family", err, storage.ErrNotFound)
+
+	// Expired: not consumed, exchange not called.
+	exp := newAuthCode("redeem-4")
+	wantErr(t, "CreateAuthCode", s.CreateAuthCode(ctx, exp), nil)
+	_, err = s.RedeemAuthCode(ctx, exp.Hash, exp.ExpiresAt, redemption)
+	wantErr(t, "RedeemAuthCode expired", err, storage.ErrExpired)
+	_, err = s.GetFamily(ctx, exp.FamilyID)
+	wantErr(t, "family of expired code", err, storage.ErrNotFound)
+
+	// Concurrent redemption: exactly one exchange runs and one family is written.
+	for round := range 3 {
+		rc := newAuthCode(label("redeem-race", round))
+		wantErr(t, "CreateAuthCode", s.CreateAuthCode(ctx, rc), nil)
+		var calls atomic.Int32
+		errs := race(Racers, func(int) error {
+			_, err := s.RedeemAuthCode(ctx, rc.Hash, now, func(c *storage.AuthCode) (*storage.Redemption, error) {
+				calls.Add(1)
+				return redemption(c)
+			})
+			return err
+		})
+		oneWinner(t, "RedeemAuthCode race", errs, storage.ErrAlreadyUsed)
+		if n := calls.Load(); n != 1 {
+			t.Fatalf("exchange ran %d times, want 1", n)
+		}
 	}
 }

@@ -94,6 +94,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 	sub("AuthRequests", testAuthRequests)
 	sub("AuthCodes", testAuthCodes)
 	sub("ConsumeAuthCodeRace", testConsumeAuthCodeRace)
+	sub("RedeemAuthCode", testRedeemAuthCode)
 	sub("Sessions", testSessions)
 	sub("Consents", testConsents)
 	sub("Families", testFamilies)
