@@ -353,7 +353,7 @@ func TestVerifyNonce(t *testing.T) {
 	if n == "" || !nonces.Valid(n) {
 		t.Fatalf("nonce %q not valid", n)
 	}
-	if oe := dpop.OAuthError(err); oe.Code != dpop.UseDPoPNonce || oe.Code.Status() != 400 {
+	if oe := dpop.OAuthError(err); oe.Code != oauth.UseDPoPNonce || oe.Code.Status() != 400 {
 		t.Fatalf("OAuthError = %+v", oe)
 	}
 	var ne interface{ DPoPNonce() string }

@@ -53,10 +53,6 @@ var (
 	ErrConfig = errors.New("dpop: bad configuration")
 )
 
-// UseDPoPNonce is the RFC 9449 §8 error code asking the client to retry with
-// the nonce in the DPoP-Nonce response header.
-const UseDPoPNonce oauth.ErrorCode = "use_dpop_nonce"
-
 // NonceError is returned when a server nonce is required (RFC 9449 §8). It
 // wraps ErrNonce and carries the nonce the client must use. It satisfies the
 // gateway's NonceError interface.
@@ -90,7 +86,7 @@ func OAuthError(err error) *oauth.Error {
 	case err == nil:
 		return nil
 	case errors.Is(err, ErrNonce) && NonceOf(err) != "":
-		return oauth.Wrap(UseDPoPNonce, "a DPoP nonce is required; retry with the DPoP-Nonce header value", err)
+		return oauth.Wrap(oauth.UseDPoPNonce, "a DPoP nonce is required; retry with the DPoP-Nonce header value", err)
 	case errors.Is(err, ErrUnavailable):
 		return oauth.Wrap(oauth.TemporarilyUnavailable, "DPoP replay protection unavailable; try again later", err)
 	case errors.Is(err, ErrKeyMismatch):

@@ -62,6 +62,15 @@ func (g GatewayVerifier) Verify(r *http.Request, accessToken, jkt string) error 
 	return nil
 }
 
+// AllowedAlgs returns the algorithms the wrapped Verifier accepts (none
+// without a Verifier).
+func (g GatewayVerifier) AllowedAlgs() []string {
+	if g.Verifier == nil {
+		return nil
+	}
+	return g.Verifier.AllowedAlgs()
+}
+
 // Challenge returns a WWW-Authenticate value for the DPoP scheme (RFC 9449
 // §7.1): realm, the error code and description when code is not empty, and
 // the accepted algorithms.

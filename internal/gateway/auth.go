@@ -1,9 +1,6 @@
 package gateway
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"mime"
@@ -12,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fhirgate/fhirgate/internal/mtls"
+	"github.com/fhirgate/fhirgate/internal/oauth"
 	"github.com/fhirgate/fhirgate/internal/policy"
 	"github.com/fhirgate/fhirgate/internal/scope"
 	"github.com/fhirgate/fhirgate/internal/token"
@@ -154,21 +153,25 @@ func (h *Handler) checkBinding(r *http.Request, scheme, raw string, c *token.Acc
 				description: "the DPoP proof is invalid", cause: err}
 			var ne NonceError
 			if errors.As(err, &ne) && ne.DPoPNonce() != "" {
-				ae.code, ae.description, ae.nonce = "use_dpop_nonce", "a DPoP nonce is required", ne.DPoPNonce()
+				ae.code, ae.description, ae.nonce = string(oauth.UseDPoPNonce), "a DPoP nonce is required", ne.DPoPNonce()
 			}
 			return ae
 		}
 	}
-	if x5t := c.Cnf["x5t#S256"]; x5t != "" {
-		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+	if x5t := c.Cnf[mtls.CnfKey]; x5t != "" {
+		// The certificate of the TLS connection, or the one a trusted
+		// TLS-terminating proxy forwards (a header from anyone else is refused).
+		cert, err := mtls.ClientCert(r, h.opts.TrustedProxies)
+		switch {
+		case errors.Is(err, mtls.ErrNoCert):
 			return &authError{status: http.StatusUnauthorized, code: "invalid_token",
-				description: "the access token is bound to a client certificate", cause: errors.New("no client certificate")}
-		}
-		sum := sha256.Sum256(r.TLS.PeerCertificates[0].Raw)
-		got := base64.RawURLEncoding.EncodeToString(sum[:])
-		if subtle.ConstantTimeCompare([]byte(got), []byte(x5t)) != 1 {
+				description: "the access token is bound to a client certificate", cause: err}
+		case err != nil:
+			return &authError{status: http.StatusBadRequest, code: "invalid_request",
+				description: "unacceptable client certificate header", cause: err}
+		case !mtls.Matches(cert, x5t):
 			return &authError{status: http.StatusUnauthorized, code: "invalid_token",
-				description: "the access token is bound to another client certificate", cause: errors.New("certificate thumbprint mismatch")}
+				description: "the access token is bound to another client certificate", cause: mtls.ErrMismatch}
 		}
 	}
 	return nil
@@ -191,12 +194,14 @@ func (h *Handler) challenge(w http.ResponseWriter, e *authError) {
 	if e.code == "" {
 		// No credentials: offer both schemes, no error code (RFC 6750 §3.1).
 		hdr.Add("WWW-Authenticate", "Bearer "+realm)
-		hdr.Add("WWW-Authenticate", "DPoP "+realm+`, algs="ES256 RS256 PS256"`)
+		if h.dpopAlgs != "" {
+			hdr.Add("WWW-Authenticate", "DPoP "+realm+h.dpopAlgs)
+		}
 		return
 	}
 	params := fmt.Sprintf(`%s, error=%q, error_description=%q`, realm, e.code, e.description)
 	if e.dpop {
-		hdr.Add("WWW-Authenticate", "DPoP "+params+`, algs="ES256 RS256 PS256"`)
+		hdr.Add("WWW-Authenticate", "DPoP "+params+h.dpopAlgs)
 	} else {
 		hdr.Add("WWW-Authenticate", "Bearer "+params)
 	}

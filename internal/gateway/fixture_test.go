@@ -19,6 +19,7 @@ import (
 	"github.com/fhirgate/fhirgate/internal/audit/audittest"
 	"github.com/fhirgate/fhirgate/internal/cors"
 	"github.com/fhirgate/fhirgate/internal/demoehr"
+	"github.com/fhirgate/fhirgate/internal/mtls"
 	"github.com/fhirgate/fhirgate/internal/keys"
 	"github.com/fhirgate/fhirgate/internal/secret"
 	"github.com/fhirgate/fhirgate/internal/storage"
@@ -115,6 +116,7 @@ type fixtureOpts struct {
 	upstream    http.Handler // replaces the demo EHR
 	identity    bool         // sign an identity header upstream
 	skipOutcome bool         // SkipOutcomeAudit
+	proxies     mtls.TrustedProxies
 }
 
 func newFixture(t testing.TB, o fixtureOpts) *fixture {
@@ -171,7 +173,7 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 	parser := &countingParser{TokenParser: iss}
 	h, err := New(Options{
 		BaseURL: baseURL, Upstreams: []*upstream.Upstream{up}, Tokens: parser, Revocations: revs, Leaked: revs,
-		DPoP: o.dpop, CORS: origins,
+		DPoP: o.dpop, CORS: origins, TrustedProxies: o.proxies,
 		OAuth:              OAuthURIs{Authorize: issuerURL + "/authorize", Token: issuerURL + "/token", Register: issuerURL + "/register"},
 		SMARTConfiguration: func() ([]byte, error) { return []byte(`{"issuer":"` + issuerURL + `"}`), nil },
 		UpstreamTimeout:    o.timeout, MaxResponseBytes: o.maxResp, SkipOutcomeAudit: o.skipOutcome,

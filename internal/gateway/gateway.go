@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/fhirgate/fhirgate/internal/audit"
+	"github.com/fhirgate/fhirgate/internal/mtls"
 	"github.com/fhirgate/fhirgate/internal/token"
 	"github.com/fhirgate/fhirgate/internal/upstream"
 )
@@ -87,6 +88,9 @@ type Leaked interface {
 // not replayed. The request's URL is the absolute public URL (htu).
 type ProofVerifier interface {
 	Verify(r *http.Request, accessToken, jkt string) error
+	// AllowedAlgs lists the proof algorithms accepted (the algs parameter
+	// of the DPoP WWW-Authenticate challenge, RFC 9449 §7.1).
+	AllowedAlgs() []string
 }
 
 // NonceError is implemented by ProofVerifier errors that ask the client to
@@ -124,6 +128,11 @@ type Options struct {
 	Leaked Leaked
 	// DPoP verifies DPoP proofs. Nil refuses every DPoP-bound token.
 	DPoP ProofVerifier
+	// TrustedProxies may pass the client certificate of a TLS connection
+	// they terminated in a header, for certificate-bound tokens (cnf
+	// x5t#S256). The zero value trusts nobody: only the certificate of the
+	// gateway's own TLS connection counts.
+	TrustedProxies mtls.TrustedProxies
 	// CORS lets registered clients' origins call the API from browsers (optional).
 	CORS Origins
 	// OAuth lists the endpoints advertised in metadata.
@@ -155,6 +164,7 @@ type Handler struct {
 	proxies  map[*upstream.Upstream]*httputil.ReverseProxy
 	bases    map[*upstream.Upstream]upstreamBases
 	cache    *tokenCache
+	dpopAlgs string // `, algs="..."` of the DPoP challenge; "" without a verifier
 	meta     metadataCache
 	bufPool  bufferPool
 }
@@ -220,6 +230,9 @@ func New(opts Options) (*Handler, error) {
 		proxies:  map[*upstream.Upstream]*httputil.ReverseProxy{},
 		bases:    map[*upstream.Upstream]upstreamBases{},
 		cache:    newTokenCache(opts.TokenCacheSize),
+	}
+	if opts.DPoP != nil {
+		h.dpopAlgs = fmt.Sprintf(`, algs=%q`, strings.Join(opts.DPoP.AllowedAlgs(), " "))
 	}
 	for _, up := range router.Upstreams() {
 		h.proxies[up] = h.newProxy(up)

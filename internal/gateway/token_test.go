@@ -219,6 +219,8 @@ type nonceErr struct{ n string }
 func (e nonceErr) Error() string     { return "nonce required" }
 func (e nonceErr) DPoPNonce() string { return e.n }
 
+func (d *fakeDPoP) AllowedAlgs() []string { return []string{"ES256", "EdDSA"} }
+
 func (d *fakeDPoP) Verify(r *http.Request, at, jkt string) error {
 	d.urls = append(d.urls, r.URL.String())
 	p := r.Header.Get("DPoP")

@@ -327,7 +327,7 @@ func TestDPoPNonceAtTokenEndpoint(t *testing.T) {
 	k := newKey(t)
 	code, verifier := f.code(c, codeOpts{})
 	w := f.exchangeDPoP(code, verifier, public(c), f.proof(t, k, "POST", tokenEndpoint, nil))
-	wantError(t, w, 400, dpop.UseDPoPNonce)
+	wantError(t, w, 400, oauth.UseDPoPNonce)
 	n := w.Header().Get("DPoP-Nonce")
 	if !nonces.Valid(n) {
 		t.Fatalf("DPoP-Nonce %q", n)

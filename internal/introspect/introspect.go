@@ -31,9 +31,6 @@ import (
 	"github.com/fhirgate/fhirgate/internal/token"
 )
 
-// ActionIntrospected is the audit action of an introspection request.
-const ActionIntrospected audit.Action = "token.introspected"
-
 // Token type hints (RFC 7009 §2.1, RFC 7662 §2.1) and the token_type this
 // endpoint reports for refresh tokens.
 const (
@@ -180,7 +177,7 @@ type Request struct {
 func (h *Handler) Introspect(ctx context.Context, req Request) (*Response, error) {
 	ev := audit.Event{
 		Time:      h.opts.Now(),
-		Action:    ActionIntrospected,
+		Action:    audit.ActionTokenIntrospected,
 		Outcome:   audit.Failure,
 		SourceIP:  req.SourceIP,
 		UserAgent: req.UserAgent,
@@ -211,7 +208,7 @@ func (h *Handler) Refuse(ctx context.Context, req Request, err error) {
 	oe := oauth.As(err)
 	h.record(ctx, audit.Event{
 		Time:      h.opts.Now(),
-		Action:    ActionIntrospected,
+		Action:    audit.ActionTokenIntrospected,
 		Outcome:   audit.Failure,
 		Reason:    string(oe.Code) + ": " + oe.Description,
 		SourceIP:  req.SourceIP,

@@ -50,7 +50,7 @@ func TestAccessToken(t *testing.T) {
 		// Either hint, or a wrong one, changes nothing.
 		wantActive(t, "hint refresh_token", f.introspect(tokenForm(raw, "refresh_token"), rs.ID, rsSecret))
 		wantActive(t, "hint access_token", f.introspect(tokenForm(raw, "access_token"), rs.ID, rsSecret))
-		if !f.audit.Has(introspect.ActionIntrospected, audit.Success) {
+		if !f.audit.Has(audit.ActionTokenIntrospected, audit.Success) {
 			t.Error("introspection not audited")
 		}
 
@@ -197,7 +197,7 @@ func TestCallerAuthentication(t *testing.T) {
 	// A public client cannot introspect, not even its own token.
 	pub := url.Values{"token": {raw}, "client_id": {app.ID}}
 	wantError(t, "public client", f.introspect(pub, "", ""), 401, oauth.InvalidClient)
-	if !f.audit.Has(introspect.ActionIntrospected, audit.Failure) {
+	if !f.audit.Has(audit.ActionTokenIntrospected, audit.Failure) {
 		t.Error("refusal not audited")
 	}
 

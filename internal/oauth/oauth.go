@@ -30,6 +30,7 @@ const (
 	InvalidRedirectURI      ErrorCode = "invalid_redirect_uri"
 	InvalidClientMetadata   ErrorCode = "invalid_client_metadata"
 	InvalidDPoPProof        ErrorCode = "invalid_dpop_proof"
+	UseDPoPNonce            ErrorCode = "use_dpop_nonce" // RFC 9449 §8: retry with the DPoP-Nonce response header's nonce
 	LoginRequired           ErrorCode = "login_required"
 	ConsentRequired         ErrorCode = "consent_required"
 	InteractionRequired     ErrorCode = "interaction_required"
@@ -54,6 +55,7 @@ var statusByCode = map[ErrorCode]int{
 	InvalidRedirectURI:      400,
 	InvalidClientMetadata:   400,
 	InvalidDPoPProof:        400,
+	UseDPoPNonce:            400,
 	LoginRequired:           400,
 	ConsentRequired:         400,
 	InteractionRequired:     400,

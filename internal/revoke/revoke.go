@@ -30,9 +30,6 @@ import (
 	"github.com/fhirgate/fhirgate/internal/token"
 )
 
-// ActionTokenRevoked is the audit action of a revocation request.
-const ActionTokenRevoked audit.Action = "token.revoked"
-
 // Revocation reasons recorded on token families.
 const (
 	ReasonClientRevoked  = "revoked by the client (RFC 7009)"
@@ -140,7 +137,7 @@ type Request struct {
 func (h *Handler) Revoke(ctx context.Context, req Request) error {
 	ev := audit.Event{
 		Time:      h.opts.Now(),
-		Action:    ActionTokenRevoked,
+		Action:    audit.ActionTokenRevoked,
 		Outcome:   audit.Failure,
 		SourceIP:  req.SourceIP,
 		UserAgent: req.UserAgent,
@@ -165,7 +162,7 @@ func (h *Handler) Refuse(ctx context.Context, req Request, err error) {
 	oe := oauth.As(err)
 	h.record(ctx, audit.Event{
 		Time:      h.opts.Now(),
-		Action:    ActionTokenRevoked,
+		Action:    audit.ActionTokenRevoked,
 		Outcome:   audit.Failure,
 		Reason:    string(oe.Code) + ": " + oe.Description,
 		SourceIP:  req.SourceIP,

@@ -211,7 +211,7 @@ func TestRevokeRefreshTokenRevokesFamily(t *testing.T) {
 		if len(f.revoked) != 1 || f.revoked[0].Kind != storage.RevokedFamily || f.revoked[0].ID != fam.ID {
 			t.Errorf("Revoked hook: %+v", f.revoked)
 		}
-		if !f.audit.Has(revoke.ActionTokenRevoked, audit.Success) {
+		if !f.audit.Has(audit.ActionTokenRevoked, audit.Success) {
 			t.Error("revocation not audited")
 		}
 		// Idempotent, and a wrong hint does not matter.
@@ -267,7 +267,7 @@ func TestRevokeRefusals(t *testing.T) {
 		if ok, _ := f.store.IsRevoked(f.ctx, "", fam.ID, f.clock.Now()); ok {
 			t.Fatal("family on the revocation list")
 		}
-		if !f.audit.Has(revoke.ActionTokenRevoked, audit.Failure) {
+		if !f.audit.Has(audit.ActionTokenRevoked, audit.Failure) {
 			t.Error("refusal not audited")
 		}
 

@@ -87,7 +87,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // without error code (RFC 6750 §3.1), for each scheme accepted.
 func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, m Meta, err error) {
 	oe := oauth.As(err)
-	dpopErr := oe.Code == oauth.InvalidDPoPProof || oe.Code == dpop.UseDPoPNonce
+	dpopErr := oe.Code == oauth.InvalidDPoPProof || oe.Code == oauth.UseDPoPNonce
 	switch {
 	case errors.Is(err, ErrNoToken):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="fhirgate"`)
