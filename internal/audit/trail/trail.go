@@ -101,6 +101,7 @@ type Trail struct {
 	lastCPAt  time.Time
 
 	signer  atomic.Pointer[signerBox]
+	observe atomic.Pointer[func(batch int, latency time.Duration, err error)]
 	depth   atomic.Int64
 	dropped atomic.Int64
 }
@@ -161,6 +162,9 @@ func New(ctx context.Context, opts Options) (*Trail, error) {
 	if opts.Signer != nil {
 		t.signer.Store(&signerBox{opts.Signer})
 	}
+	if opts.Observe != nil {
+		t.observe.Store(&opts.Observe)
+	}
 	go t.run()
 	return t, nil
 }
@@ -173,6 +177,16 @@ func (t *Trail) SetSigner(s Signer) {
 		return
 	}
 	t.signer.Store(&signerBox{s})
+}
+
+// SetObserve replaces the commit observer (Options.Observe), for metrics
+// wired after the trail was opened; nil removes it.
+func (t *Trail) SetObserve(fn func(batch int, latency time.Duration, err error)) {
+	if fn == nil {
+		t.observe.Store(nil)
+		return
+	}
+	t.observe.Store(&fn)
 }
 
 // Mode returns the recording mode.
@@ -329,8 +343,8 @@ func (t *Trail) commit(batch []request) {
 	if len(events) > 0 {
 		start := time.Now()
 		err = t.write(events)
-		if t.opts.Observe != nil {
-			t.opts.Observe(len(events), time.Since(start), err)
+		if fn := t.observe.Load(); fn != nil {
+			(*fn)(len(events), time.Since(start), err)
 		}
 		if err != nil {
 			t.opts.Logger.Error("audit write failed", "node", t.opts.Node, "events", len(events), "err", err)

@@ -220,3 +220,22 @@ func TestSetSignerLater(t *testing.T) {
 		t.Fatalf("checkpoint not signed by the late signer: %+v", cps)
 	}
 }
+
+func TestSetObserve(t *testing.T) {
+	ctx := context.Background()
+	tr, _ := trail.New(ctx, trail.Options{Sink: audittest.NewMemorySink(), Node: "n"})
+	var mu sync.Mutex
+	total := 0
+	tr.SetObserve(func(batch int, d time.Duration, err error) {
+		mu.Lock()
+		total += batch
+		mu.Unlock()
+	})
+	for i := range 7 {
+		tr.Record(ctx, audittest.SampleEvent(i, time.Now()))
+	}
+	tr.Close(ctx)
+	if total != 7 {
+		t.Fatalf("observed %d events, want 7", total)
+	}
+}
