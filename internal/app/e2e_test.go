@@ -33,7 +33,7 @@ type testServer struct {
 	cfg *config.Config
 }
 
-func startServer(t *testing.T, overrides map[string]string) *testServer {
+func startServer(t testing.TB, overrides map[string]string) *testServer {
 	t.Helper()
 	ov := map[string]string{"addr": "127.0.0.1:0", "data_dir": t.TempDir()}
 	for k, v := range overrides {

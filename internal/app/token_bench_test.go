@@ -1,0 +1,143 @@
+package app
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fhirgate/fhirgate/internal/clientreg"
+	"github.com/fhirgate/fhirgate/internal/secret"
+	"github.com/fhirgate/fhirgate/internal/storage"
+)
+
+// BenchmarkTokenHTTP measures /token throughput over real loopback HTTP next
+// to a bare handler that only signs one ES256 JWT per request, in one run, so
+// the ratio between them holds on a noisy shared machine:
+//
+//	go test -run=^$ -bench=TokenHTTP -benchtime=3s ./internal/app/
+//
+// The goal (issue 2) is code-exchange throughput at least half of bare-es256;
+// the RS256 id_token variant is the documented exception.
+func BenchmarkTokenHTTP(b *testing.B) {
+	benchmarkTokenHTTP(b, "audit-sync", nil)
+	benchmarkTokenHTTP(b, "audit-async", map[string]string{"audit.mode": "async"})
+}
+
+func benchmarkTokenHTTP(b *testing.B, label string, overrides map[string]string) {
+	ts := startServer(b, overrides)
+	ctx := context.Background()
+	store := ts.app.Store()
+	user, err := CreateUser(ctx, store, NewUser{Username: "bench", Password: "bench-password", Role: storage.RolePatient, FHIRUser: "Patient/1"}, fastPW, time.Now())
+	if err != nil {
+		b.Fatal(err)
+	}
+	const redirect = "http://127.0.0.1/cb"
+	client, _, err := CreateClient(ctx, store, clientreg.Metadata{
+		ClientName: "bench", RedirectURIs: []string{redirect}, TokenEndpointAuthMethod: "none",
+		Scope: "openid fhirUser launch/patient patient/*.rs",
+	}, time.Now())
+	if err != nil {
+		b.Fatal(err)
+	}
+	httpClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+
+	b.Run(label+"/bare-es256", func(b *testing.B) {
+		signer := ts.app.Keys()
+		bare := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			now := time.Now()
+			tok, err := signer.Sign("ES256", "at+jwt", map[string]any{
+				"iss": ts.app.Issuer(), "sub": user.ID, "aud": ts.app.FHIRBase(), "client_id": client.ID,
+				"scope": "patient/*.rs", "jti": secret.ID(), "iat": now.Unix(), "exp": now.Add(15 * time.Minute).Unix(),
+			})
+			if err != nil {
+				http.Error(w, err.Error(), 500)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(map[string]any{"access_token": tok, "token_type": "Bearer", "expires_in": 900})
+		}))
+		defer bare.Close()
+		b.SetParallelism(clientsPerCPU)
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				post(b, httpClient, bare.URL, url.Values{"grant_type": {"authorization_code"}})
+			}
+		})
+		reportRate(b)
+	})
+
+	for _, tc := range []struct{ name, scope string }{
+		{"code-exchange", "launch/patient patient/*.rs"},
+		{"code-exchange-rs256-id-token", "openid fhirUser launch/patient patient/*.rs"},
+	} {
+		b.Run(label+"/"+tc.name, func(b *testing.B) {
+			verifier := secret.Token() + "-verifier"
+			sum := sha256.Sum256([]byte(verifier))
+			challenge := base64.RawURLEncoding.EncodeToString(sum[:])
+			codes := make([]string, b.N)
+			now := time.Now()
+			for i := range codes {
+				codes[i] = secret.Token()
+				if err := store.CreateAuthCode(ctx, &storage.AuthCode{
+					Hash: storage.HashSecret(codes[i]), ClientID: client.ID, RedirectURI: redirect,
+					CodeChallenge: challenge, Scope: tc.scope, UserID: user.ID, AuthTime: now,
+					Context: storage.LaunchContext{Patient: "1", NeedPatientBanner: true},
+					FamilyID: secret.ID(), CreatedAt: now, ExpiresAt: now.Add(time.Hour),
+				}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var next atomic.Int64
+			tokenURL := ts.app.Issuer() + "/token"
+			b.SetParallelism(clientsPerCPU)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					code := codes[next.Add(1)-1]
+					body := post(b, httpClient, tokenURL, url.Values{
+						"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {redirect},
+						"client_id": {client.ID}, "code_verifier": {verifier},
+					})
+					if !strings.Contains(body, `"access_token"`) {
+						b.Errorf("token response: %s", body)
+						return
+					}
+				}
+			})
+			reportRate(b)
+		})
+	}
+}
+
+// clientsPerCPU concurrent HTTP clients per GOMAXPROCS: /token serves many
+// apps at once, and the durable audit trail's group commit batches their
+// events into one fsync, so a serial client would measure fsync latency.
+const clientsPerCPU = 16
+
+func post(b *testing.B, c *http.Client, u string, form url.Values) string {
+	resp, err := c.PostForm(u, form)
+	if err != nil {
+		b.Error(err)
+		return ""
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		b.Errorf("status %d: %s", resp.StatusCode, body)
+	}
+	return string(body)
+}
+
+func reportRate(b *testing.B) {
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+}
