@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/fhirgate/fhirgate/internal/clientauth"
+	"github.com/fhirgate/fhirgate/internal/mtls"
 	"github.com/fhirgate/fhirgate/internal/oauth"
 	"github.com/fhirgate/fhirgate/internal/storage"
 	"github.com/fhirgate/fhirgate/internal/storage/sqlite"
@@ -122,19 +123,19 @@ func TestFromRequest(t *testing.T) {
 
 	// RFC 6749 §2.3.1: id and secret are form-urlencoded before base64.
 	id, sec := "my app:1", "p@ss:w+rd%"
-	c, err := clientauth.FromRequest(req("", b64(url.QueryEscape(id)+":"+url.QueryEscape(sec))))
+	c, err := clientauth.FromRequest(req("", b64(url.QueryEscape(id)+":"+url.QueryEscape(sec))), mtls.TrustedProxies{})
 	if err != nil || !c.HasBasic || c.BasicID != id || c.BasicSecret != sec {
 		t.Fatalf("%+v %v", c, err)
 	}
 	// Scheme is case-insensitive.
-	if c, err := clientauth.FromRequest(req("", strings.Replace(b64("a:b"), "Basic", "basic", 1))); err != nil || c.BasicID != "a" {
+	if c, err := clientauth.FromRequest(req("", strings.Replace(b64("a:b"), "Basic", "basic", 1)), mtls.TrustedProxies{}); err != nil || c.BasicID != "a" {
 		t.Fatalf("%+v %v", c, err)
 	}
-	c, err = clientauth.FromRequest(req("client_id=x&client_secret="))
+	c, err = clientauth.FromRequest(req("client_id=x&client_secret="), mtls.TrustedProxies{})
 	if err != nil || c.FormID != "x" || !c.HasFormSecret || c.FormSecret != "" || c.HasBasic {
 		t.Fatalf("%+v %v", c, err)
 	}
-	c, err = clientauth.FromRequest(req("client_id=x&client_assertion_type=y"))
+	c, err = clientauth.FromRequest(req("client_id=x&client_assertion_type=y"), mtls.TrustedProxies{})
 	if err != nil || !c.HasAssertion {
 		t.Fatalf("%+v %v", c, err)
 	}
@@ -153,7 +154,7 @@ func TestFromRequest(t *testing.T) {
 		{req("", "Bearer tok"), oauth.InvalidClient},
 	}
 	for i, tc := range bad {
-		_, err := clientauth.FromRequest(tc.r)
+		_, err := clientauth.FromRequest(tc.r, mtls.TrustedProxies{})
 		var oe *oauth.Error
 		if !errors.As(err, &oe) || oe.Code != tc.code {
 			t.Errorf("case %d: %v, want %s", i, err, tc.code)

@@ -1,6 +1,7 @@
 package clientauth
 
 import (
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/fhirgate/fhirgate/internal/mtls"
 	"github.com/fhirgate/fhirgate/internal/oauth"
 )
 
@@ -15,14 +17,17 @@ import (
 // be decoded.
 var ErrMalformedBasic = errors.New("clientauth: malformed Basic authorization header")
 
-// FromRequest extracts Credentials from a token request whose form has
-// already been parsed (r.PostForm). The TLS client certificate chain comes
-// from the connection (r.TLS); a caller that accepts certificates forwarded
-// by a trusted proxy replaces Credentials.ClientCerts. The Basic header's id and secret are
-// form-urlencoded before base64 (RFC 6749 §2.3.1) and are decoded here; a
-// repeated client parameter is an invalid_request, a malformed header
-// invalid_client.
-func FromRequest(r *http.Request) (Credentials, error) {
+// FromRequest extracts Credentials from a request to /token, /par, /revoke
+// or /introspect whose form has already been parsed (r.PostForm). The Basic
+// header's id and secret are form-urlencoded before base64 (RFC 6749 §2.3.1)
+// and are decoded here; a repeated client parameter is an invalid_request, a
+// malformed header invalid_client.
+//
+// The client certificate comes from mtls.ClientCert with trusted: the chain
+// of the TLS connection, or, from a trusted TLS-terminating proxy, the
+// certificate in its header (never the proxy's own). A certificate header
+// from any other peer, or a malformed one, is an invalid_request.
+func FromRequest(r *http.Request, trusted mtls.TrustedProxies) (Credentials, error) {
 	var c Credentials
 	for _, name := range []string{"client_id", "client_secret", "client_assertion", "client_assertion_type"} {
 		if len(r.PostForm[name]) > 1 {
@@ -37,7 +42,13 @@ func FromRequest(r *http.Request) (Credentials, error) {
 	c.HasAssertion = a || at
 	c.Assertion = r.PostForm.Get("client_assertion")
 	c.AssertionType = r.PostForm.Get("client_assertion_type")
-	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+	switch cert, err := mtls.ClientCert(r, trusted); {
+	case errors.Is(err, mtls.ErrNoCert):
+	case err != nil:
+		return c, oauth.Wrap(oauth.InvalidRequest, "unacceptable client certificate header", err)
+	case trusted.Trusts(r.RemoteAddr):
+		c.ClientCerts = []*x509.Certificate{cert}
+	default: // the connection's own chain, leaf first (intermediates for tls_client_auth)
 		c.ClientCerts = r.TLS.PeerCertificates
 	}
 

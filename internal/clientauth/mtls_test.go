@@ -5,16 +5,21 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
 	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/fhirgate/fhirgate/internal/clientauth"
+	"github.com/fhirgate/fhirgate/internal/mtls"
 	"github.com/fhirgate/fhirgate/internal/oauth"
 	"github.com/fhirgate/fhirgate/internal/storage"
 )
@@ -164,4 +169,70 @@ func FuzzSameDN(f *testing.F) {
 			t.Fatalf("not symmetric: %q %q", a, b)
 		}
 	})
+}
+
+// TestFromRequestClientCertificate: the certificate comes from the TLS
+// connection (whole chain) or from a trusted proxy's header (never the
+// proxy's own); a header from anyone else is refused as invalid_request.
+func TestFromRequestClientCertificate(t *testing.T) {
+	ca := newCert(t, pkix.Name{CommonName: "Test CA"}, nil, true)
+	leaf := newCert(t, pkix.Name{CommonName: "backend-1"}, ca, false)
+	proxyOwn := newCert(t, pkix.Name{CommonName: "proxy"}, nil, false)
+	tp, err := mtls.ParseTrustedProxies("X-Client-Cert", []string{"10.0.0.0/8"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := func(remote string, header *x509.Certificate, chain ...*x509.Certificate) *http.Request {
+		r := httptest.NewRequest(http.MethodPost, "/par", strings.NewReader("client_id=c"))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r.RemoteAddr = remote + ":5000"
+		if header != nil {
+			r.Header.Set("X-Client-Cert", mtls.EscapeCert(header))
+		}
+		if len(chain) > 0 {
+			r.TLS = &tls.ConnectionState{PeerCertificates: chain}
+		}
+		if err := r.ParseForm(); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	leafOf := func(c clientauth.Credentials) *x509.Certificate {
+		if len(c.ClientCerts) == 0 {
+			return nil
+		}
+		return c.ClientCerts[0]
+	}
+
+	c, err := clientauth.FromRequest(req("192.0.2.1", nil, leaf.cert, ca.cert), tp)
+	if err != nil || len(c.ClientCerts) != 2 || !leafOf(c).Equal(leaf.cert) {
+		t.Fatalf("direct TLS chain: %v %v", c.ClientCerts, err)
+	}
+	if c, err = clientauth.FromRequest(req("10.1.2.3", leaf.cert, proxyOwn.cert), tp); err != nil || len(c.ClientCerts) != 1 || !leafOf(c).Equal(leaf.cert) {
+		t.Fatalf("trusted proxy header: %v %v", c.ClientCerts, err)
+	}
+	if c, err = clientauth.FromRequest(req("10.1.2.3", nil, proxyOwn.cert), tp); err != nil || c.ClientCerts != nil {
+		t.Fatalf("the proxy's own certificate was taken for the client's: %v %v", c.ClientCerts, err)
+	}
+	if c, err = clientauth.FromRequest(req("192.0.2.1", nil), tp); err != nil || c.ClientCerts != nil {
+		t.Fatalf("no certificate: %v %v", c.ClientCerts, err)
+	}
+	for name, r := range map[string]*http.Request{
+		"spoofed header from an untrusted peer":  req("192.0.2.1", leaf.cert),
+		"spoofed header beside a real TLS chain": req("192.0.2.1", leaf.cert, leaf.cert),
+	} {
+		_, err := clientauth.FromRequest(r, tp)
+		if oe := oauth.As(err); oe == nil || oe.Code != oauth.InvalidRequest || !errors.Is(err, mtls.ErrUntrustedProxy) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	// Without a trusted proxy list no header is ever read.
+	if c, err = clientauth.FromRequest(req("10.1.2.3", leaf.cert), mtls.TrustedProxies{}); err != nil || c.ClientCerts != nil {
+		t.Fatalf("header read with no trusted proxy: %v %v", c.ClientCerts, err)
+	}
+	bad := req("10.1.2.3", nil)
+	bad.Header.Set("X-Client-Cert", "not a certificate")
+	if _, err := clientauth.FromRequest(bad, tp); !errors.Is(err, mtls.ErrMalformedHeader) {
+		t.Errorf("malformed header: %v", err)
+	}
 }

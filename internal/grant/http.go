@@ -1,7 +1,6 @@
 package grant
 
 import (
-	"crypto/x509"
 	"errors"
 	"mime"
 	"net/http"
@@ -9,7 +8,6 @@ import (
 	"github.com/fhirgate/fhirgate/internal/clientauth"
 	"github.com/fhirgate/fhirgate/internal/dpop"
 	"github.com/fhirgate/fhirgate/internal/httpx"
-	"github.com/fhirgate/fhirgate/internal/mtls"
 	"github.com/fhirgate/fhirgate/internal/oauth"
 )
 
@@ -64,22 +62,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	req.Form = r.PostForm
-	req.Credentials, err = clientauth.FromRequest(r)
+	req.Credentials, err = clientauth.FromRequest(r, h.opts.TrustedProxies)
 	if err != nil {
 		fail(err)
-		return
-	}
-	// The client certificate: from the TLS connection, or from a trusted
-	// front proxy's header (never the proxy's own certificate).
-	switch cert, err := mtls.ClientCert(r, h.opts.TrustedProxies); {
-	case err == nil:
-		if h.opts.TrustedProxies.Trusts(r.RemoteAddr) {
-			req.Credentials.ClientCerts = []*x509.Certificate{cert}
-		}
-	case errors.Is(err, mtls.ErrNoCert):
-		req.Credentials.ClientCerts = nil
-	default:
-		fail(oauth.Wrap(oauth.InvalidRequest, "unacceptable client certificate header", err))
 		return
 	}
 	if req.DPoP, err = dpop.FromHeader(r.Header); err != nil {

@@ -2,7 +2,6 @@ package par
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"mime"
 	"net/http"
@@ -10,7 +9,6 @@ import (
 	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/clientauth"
 	"github.com/fhirgate/fhirgate/internal/httpx"
-	"github.com/fhirgate/fhirgate/internal/mtls"
 	"github.com/fhirgate/fhirgate/internal/oauth"
 )
 
@@ -55,21 +53,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	req.Form = r.PostForm
-	if req.Credentials, err = clientauth.FromRequest(r); err != nil {
+	if req.Credentials, err = clientauth.FromRequest(r, h.opts.TrustedProxies); err != nil {
 		fail(err)
-		return
-	}
-	// The client certificate: from the TLS connection, or from a trusted
-	// front proxy's header (never the proxy's own certificate).
-	switch cert, err := mtls.ClientCert(r, h.opts.TrustedProxies); {
-	case err == nil:
-		if h.opts.TrustedProxies.Trusts(r.RemoteAddr) {
-			req.Credentials.ClientCerts = []*x509.Certificate{cert}
-		}
-	case errors.Is(err, mtls.ErrNoCert):
-		req.Credentials.ClientCerts = nil
-	default:
-		fail(oauth.Wrap(oauth.InvalidRequest, "unacceptable client certificate header", err))
 		return
 	}
 	resp, err := h.Push(r.Context(), req)

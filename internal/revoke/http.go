@@ -1,14 +1,12 @@
 package revoke
 
 import (
-	"crypto/x509"
 	"errors"
 	"mime"
 	"net/http"
 
 	"github.com/fhirgate/fhirgate/internal/clientauth"
 	"github.com/fhirgate/fhirgate/internal/httpx"
-	"github.com/fhirgate/fhirgate/internal/mtls"
 	"github.com/fhirgate/fhirgate/internal/oauth"
 )
 
@@ -73,22 +71,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	req.Token = r.PostForm.Get("token")
 	req.Hint = r.PostForm.Get("token_type_hint")
-	req.Credentials, err = clientauth.FromRequest(r)
+	req.Credentials, err = clientauth.FromRequest(r, h.opts.TrustedProxies)
 	if err != nil {
 		fail(err)
-		return
-	}
-	// The client certificate (tls_client_auth): from the TLS connection, or
-	// from a trusted front proxy's header (never the proxy's own).
-	switch cert, err := mtls.ClientCert(r, h.opts.TrustedProxies); {
-	case err == nil:
-		if h.opts.TrustedProxies.Trusts(r.RemoteAddr) {
-			req.Credentials.ClientCerts = []*x509.Certificate{cert}
-		}
-	case errors.Is(err, mtls.ErrNoCert):
-		req.Credentials.ClientCerts = nil
-	default:
-		fail(oauth.Wrap(oauth.InvalidRequest, "unacceptable client certificate header", err))
 		return
 	}
 	if err := h.Revoke(r.Context(), req); err != nil {
