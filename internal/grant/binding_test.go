@@ -469,3 +469,27 @@ func TestClientCredentialsBinding(t *testing.T) {
 		t.Fatalf("mTLS backend token: %v %+v %v", body, claims, err)
 	}
 }
+
+// TestDPoPTokenAliasURL: with an mTLS listener, a proof may name the /token
+// alias (RFC 8705 §5) as htu as well as the main URL; any other URL is
+// still refused, and without an alias the alias URL is refused.
+func TestDPoPTokenAliasURL(t *testing.T) {
+	const alias = "https://mtls.fhirgate.example:9443/token"
+	f := newDPoPFixture(t, func(o *grant.Options) { o.TokenAliasURL = alias })
+	c, _ := f.client(oauth.AuthNone)
+	k := newKey(t)
+	for _, htu := range []string{alias, tokenEndpoint} {
+		code, verifier := f.code(c, codeOpts{})
+		body := wantOK(t, f.exchangeDPoP(code, verifier, public(c), f.proof(t, k, "POST", htu, nil)))
+		if body.str("token_type") != "DPoP" {
+			t.Fatalf("htu %s: %v", htu, body)
+		}
+	}
+	code, verifier := f.code(c, codeOpts{})
+	wantError(t, f.exchangeDPoP(code, verifier, public(c), f.proof(t, k, "POST", "https://mtls.fhirgate.example:9443/par", nil)), 400, oauth.InvalidDPoPProof)
+
+	g := newDPoPFixture(t)
+	c2, _ := g.client(oauth.AuthNone)
+	code, verifier = g.code(c2, codeOpts{})
+	wantError(t, g.exchangeDPoP(code, verifier, public(c2), g.proof(t, k, "POST", alias, nil)), 400, oauth.InvalidDPoPProof)
+}
