@@ -2,6 +2,7 @@ package config
 
 import (
 	"encoding/base64"
+	"net"
 	"net/netip"
 	"net/url"
 	"strings"
@@ -16,8 +17,11 @@ type DPoP struct {
 	NonceKey  string        `yaml:"nonce_key" env:"FHIRGATE_DPOP_NONCE_KEY" doc:"base64 of at least 32 random bytes signing DPoP nonces, shared by every node; empty = random per process" secret:"true"`
 }
 
-// MTLS configures client certificates passed by a TLS-terminating proxy.
+// MTLS configures RFC 8705 client certificates: a listener of its own that
+// requests them (addr), and/or certificates passed by a TLS-terminating proxy.
 type MTLS struct {
+	Addr             string `yaml:"addr" env:"FHIRGATE_MTLS_ADDR" doc:"host:port of a second TLS listener that requests client certificates (tls_client_auth, self_signed_tls_client_auth, certificate-bound tokens) and serves /token, /par, /revoke, /introspect, /userinfo and the FHIR base; needs tls.cert_file and tls.key_file"`
+	BaseURL          string `yaml:"base_url" env:"FHIRGATE_MTLS_BASE_URL" doc:"public https URL of the mTLS endpoints (mtls_endpoint_aliases); default https://<issuer host>:<mtls.addr port>"`
 	ClientCertHeader string `yaml:"client_cert_header" env:"FHIRGATE_MTLS_CLIENT_CERT_HEADER" doc:"request header carrying the URL-encoded PEM client certificate from a trusted TLS-terminating proxy (e.g. X-Client-Cert)"`
 	TrustedProxies   string `yaml:"trusted_proxies" env:"FHIRGATE_MTLS_TRUSTED_PROXIES" doc:"comma-separated addresses or CIDR prefixes of the proxies allowed to send client_cert_header; nobody else is believed"`
 }
@@ -58,6 +62,28 @@ func (c *Config) DPoPNonceKey() ([]byte, error) {
 	return base64.StdEncoding.DecodeString(c.DPoP.NonceKey)
 }
 
+// MTLSBaseURL returns the public base URL of the mTLS endpoints, or "" when
+// there are none: mtls.base_url, else https://<issuer host>:<port of
+// mtls.addr> when mtls.addr is set.
+func (c *Config) MTLSBaseURL() string {
+	if c.MTLS.BaseURL != "" {
+		return strings.TrimRight(c.MTLS.BaseURL, "/")
+	}
+	if c.MTLS.Addr == "" {
+		return ""
+	}
+	_, port, err := net.SplitHostPort(c.MTLS.Addr)
+	iss, perr := url.Parse(c.Issuer)
+	if err != nil || perr != nil || iss.Hostname() == "" {
+		return ""
+	}
+	return "https://" + net.JoinHostPort(iss.Hostname(), port)
+}
+
+// SetMTLSListenAddr tells the configuration the address the mTLS listener
+// actually listens on (it differs from mtls.addr when its port is 0).
+func (c *Config) SetMTLSListenAddr(actual string) { c.MTLS.Addr = actual }
+
 // TrustedProxyList returns mtls.trusted_proxies as a list.
 func (c *Config) TrustedProxyList() []string {
 	var out []string
@@ -90,6 +116,23 @@ func (c *Config) validateBinding(add func(key, format string, args ...any)) {
 		add("dpop.nonce_key", "not base64")
 	} else if k != nil && len(k) < 32 {
 		add("dpop.nonce_key", "must hold at least 32 bytes (generate one with: head -c 32 /dev/urandom | base64)")
+	}
+
+	if c.MTLS.Addr != "" {
+		if _, _, err := net.SplitHostPort(c.MTLS.Addr); err != nil {
+			add("mtls.addr", "must be host:port, got %q", c.MTLS.Addr)
+		}
+		if !c.TLSEnabled() {
+			add("mtls.addr", "needs tls.cert_file and tls.key_file (the mTLS listener serves the same certificate)")
+		}
+	}
+	if b := c.MTLS.BaseURL; b != "" {
+		if u, err := url.Parse(b); err != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			add("mtls.base_url", "must be an absolute https URL without query or fragment, got %q", b)
+		}
+		if c.MTLS.Addr == "" && c.MTLS.ClientCertHeader == "" {
+			add("mtls.base_url", "needs mtls.addr, or a TLS-terminating proxy (mtls.client_cert_header) serving that URL")
+		}
 	}
 
 	proxies := c.TrustedProxyList()

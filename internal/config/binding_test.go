@@ -48,6 +48,10 @@ func TestBindingRefusals(t *testing.T) {
 		{map[string]string{"mtls.trusted_proxies": "10.0.0.1"}, "mtls.client_cert_header"},
 		{map[string]string{"mtls.client_cert_header": "X", "mtls.trusted_proxies": "0.0.0.0/0"}, "mtls.trusted_proxies"},
 		{map[string]string{"mtls.client_cert_header": "X", "mtls.trusted_proxies": "proxy.example"}, "mtls.trusted_proxies"},
+		{map[string]string{"mtls.addr": "127.0.0.1:0"}, "mtls.addr"}, // no tls.cert_file/key_file
+		{map[string]string{"mtls.addr": "9443", "tls.cert_file": "c.pem", "tls.key_file": "k.pem"}, "mtls.addr"},
+		{map[string]string{"mtls.base_url": "https://mtls.example.org"}, "mtls.base_url"}, // no listener, no proxy
+		{map[string]string{"mtls.addr": ":9443", "tls.cert_file": "c.pem", "tls.key_file": "k.pem", "mtls.base_url": "http://mtls.example.org"}, "mtls.base_url"},
 		{map[string]string{"replay.backend": "file"}, "replay.backend"},
 		{map[string]string{"replay.backend": "redis"}, "replay.redis_url"},
 		{map[string]string{"replay.backend": "redis", "replay.redis_url": "http://x"}, "replay.redis_url"},
@@ -57,5 +61,26 @@ func TestBindingRefusals(t *testing.T) {
 		if keys := problemKeys(t, err); !slices.Contains(keys, tc.want) {
 			t.Errorf("%v: want a problem with %s, got %v", tc.ov, tc.want, err)
 		}
+	}
+}
+
+func TestMTLSBaseURL(t *testing.T) {
+	cfg, err := Load(LoadOptions{LookupEnv: noEnv, Overrides: map[string]string{
+		"addr": "127.0.0.1:8443", "issuer": "https://localhost:8443", "tls.cert_file": "c.pem", "tls.key_file": "k.pem", "mtls.addr": ":0",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.SetMTLSListenAddr("[::]:9443")
+	if got := cfg.MTLSBaseURL(); got != "https://localhost:9443" {
+		t.Fatalf("derived mTLS base %q", got)
+	}
+	cfg.MTLS.BaseURL = "https://mtls.fhir.example.org/"
+	if got := cfg.MTLSBaseURL(); got != "https://mtls.fhir.example.org" {
+		t.Fatalf("configured mTLS base %q", got)
+	}
+	none, err := Load(LoadOptions{LookupEnv: noEnv})
+	if err != nil || none.MTLSBaseURL() != "" {
+		t.Fatalf("no mTLS endpoints: %q %v", none.MTLSBaseURL(), err)
 	}
 }
