@@ -76,14 +76,13 @@ type Options struct {
 	// PAR: /par is served. RequirePAR: every authorization request must be pushed.
 	PAR        bool
 	RequirePAR bool
-	// MTLSIssuer is the base URL of the mTLS listener, when one is
-	// configured: adds tls_client_auth and self_signed_tls_client_auth,
-	// mtls_endpoint_aliases and certificate-bound access tokens.
+	// MTLSIssuer is the base URL of the mTLS endpoints, when there are
+	// any: adds self_signed_tls_client_auth, mtls_endpoint_aliases and
+	// certificate-bound access tokens.
 	MTLSIssuer string
-	// TLSClientAuth, SelfSignedTLSClientAuth and CertificateBoundTokens
-	// advertise the certificate methods and certificate-bound tokens when
-	// client certificates arrive some other way than an mTLS listener of
-	// its own (a trusted TLS-terminating proxy); MTLSIssuer implies all three.
+	// TLSClientAuth (it needs a client CA), SelfSignedTLSClientAuth and
+	// CertificateBoundTokens advertise the certificate methods and
+	// certificate-bound tokens; MTLSIssuer implies the last two.
 	TLSClientAuth           bool
 	SelfSignedTLSClientAuth bool
 	CertificateBoundTokens  bool
@@ -292,7 +291,7 @@ func authMethods(o *Options) []string {
 	if o.PrivateKeyJWT {
 		m = append(m, "private_key_jwt")
 	}
-	if o.MTLSIssuer != "" || o.TLSClientAuth {
+	if o.TLSClientAuth {
 		m = append(m, "tls_client_auth")
 	}
 	if o.MTLSIssuer != "" || o.SelfSignedTLSClientAuth {

@@ -18,7 +18,7 @@ func TestExtensionsInEveryDocument(t *testing.T) {
 	h, err := discovery.New(discovery.Options{
 		Issuer: issuer, Keys: km,
 		PrivateKeyJWT: true, ClientCredentials: true, PAR: true, RequirePAR: true,
-		MTLSIssuer: "https://mtls.example.org:8443", DPoPAlgs: []string{"ES256", "RS256"},
+		MTLSIssuer: "https://mtls.example.org:8443", TLSClientAuth: true, DPoPAlgs: []string{"ES256", "RS256"},
 		Revocation: true, Introspection: true,
 	})
 	if err != nil {
@@ -118,5 +118,25 @@ func TestCertificateMethodsWithoutListener(t *testing.T) {
 	}
 	if doc["tls_client_certificate_bound_access_tokens"] != true || doc["mtls_endpoint_aliases"] != nil {
 		t.Fatalf("doc %v", doc)
+	}
+}
+
+// TestMTLSWithoutClientCA: an mTLS listener without a client CA offers
+// self_signed_tls_client_auth but not tls_client_auth, in every document.
+func TestMTLSWithoutClientCA(t *testing.T) {
+	mux := http.NewServeMux()
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	h, err := discovery.New(discovery.Options{Issuer: srv.URL, Keys: newKeys(t), MTLSIssuer: "https://as.example.org:9443"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Register(mux)
+	for _, path := range []string{"/.well-known/smart-configuration", "/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"} {
+		_, doc := get(t, srv.URL+path, nil)
+		methods := strs(t, doc, "token_endpoint_auth_methods_supported")
+		if slices.Contains(methods, "tls_client_auth") || !slices.Contains(methods, "self_signed_tls_client_auth") || doc["tls_client_certificate_bound_access_tokens"] != true {
+			t.Errorf("%s: %v", path, methods)
+		}
 	}
 }
