@@ -108,6 +108,13 @@ func gatewayReason(reason string) string {
 	}
 }
 
+// ownTokenRefusal reports a token request refused by the rate limiter or a
+// suspension (not an authentication failure).
+func ownTokenRefusal(reason string) bool {
+	return strings.HasPrefix(reason, "slow_down:") || strings.HasPrefix(reason, "temporarily_unavailable: rate limit") ||
+		strings.Contains(reason, "suspended pending review")
+}
+
 // ownRefusal reports a refusal by the rate limiter or a suspension, which
 // must not count as an authentication failure.
 func ownRefusal(reason string) bool {
@@ -143,6 +150,9 @@ func Observations(e audit.Event) []Observation {
 		}
 		out = append(out, o)
 	case audit.ActionTokenIssued, audit.ActionTokenRefreshed, audit.ActionTokenRefused:
+		if failed && ownTokenRefusal(e.Reason) {
+			return nil
+		}
 		o := base
 		o.Kind, o.Status = Request, 200
 		if failed {

@@ -106,6 +106,9 @@ func TestTapCountsMetricsAndSkipsOwnRefusals(t *testing.T) {
 	for range 10 {
 		_ = tap.Record(ctx, audit.Event{Time: clk.Now(), Action: "fhir.request", Outcome: audit.Failure, Reason: "rate limited (client)", ClientID: "app"})
 	}
+	for range 10 {
+		_ = tap.Record(ctx, audit.Event{Time: clk.Now(), Action: audit.ActionTokenRefused, Outcome: audit.Failure, Reason: "slow_down: rate limited (ip)", ClientID: "app"})
+	}
 	if as := list(t, d); len(as) != 0 {
 		t.Fatalf("429s counted as auth failures: %+v", as)
 	}
@@ -123,6 +126,7 @@ func TestTapCountsMetricsAndSkipsOwnRefusals(t *testing.T) {
 		`fhirgate_tokens_issued_total{grant_type="refresh_token"} 1`,
 		`fhirgate_refusals_total{component="token",reason="invalid_grant"} 1`,
 		`fhirgate_refusals_total{component="token",reason="other"} 1`,
+		`fhirgate_refusals_total{component="token",reason="slow_down"} 10`,
 		`fhirgate_refusals_total{component="gateway",reason="rate_limited"} 10`,
 	} {
 		if !strings.Contains(body, want) {

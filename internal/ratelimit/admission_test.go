@@ -91,9 +91,22 @@ func TestAdmissionMiddleware(t *testing.T) {
 	}
 	// Every refusal the middleware answers is audited.
 	evs := a.Auditor.(*auditRec).events
-	if len(evs) != 3 || evs[0].Action != ratelimit.ActionRateLimited || evs[0].SourceIP != "10.0.0.1" ||
-		evs[1].Action != ratelimit.ActionSuspended || evs[1].ClientID != "bad-app" || evs[0].Time.IsZero() {
+	// At the token endpoint they are token.refused events naming the client
+	// the request claimed, with the OAuth error code first in the reason.
+	if len(evs) != 3 || evs[0].Action != audit.ActionTokenRefused || evs[0].SourceIP != "10.0.0.1" || evs[0].ClientID != "app" ||
+		!strings.HasPrefix(evs[0].Reason, "slow_down: ") || evs[1].ClientID != "bad-app" ||
+		!strings.HasPrefix(evs[1].Reason, "unauthorized_client: ") || evs[0].Time.IsZero() {
 		t.Fatalf("audit events %+v", evs)
+	}
+	// Elsewhere they have actions of their own.
+	login := a.Middleware(ratelimit.EndpointLogin)(http.NotFoundHandler())
+	for range 3 {
+		r := httptest.NewRequest(http.MethodPost, "/authorize/login", strings.NewReader("client_id=bad-app"))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		login.ServeHTTP(httptest.NewRecorder(), r)
+	}
+	if evs := a.Auditor.(*auditRec).events; evs[len(evs)-1].Action != ratelimit.ActionSuspended {
+		t.Fatalf("login refusal audited as %s", evs[len(evs)-1].Action)
 	}
 	// Preflights pass untouched.
 	pre := httptest.NewRequest(http.MethodOptions, "/token", nil)

@@ -113,11 +113,10 @@ func (a *Admission) Middleware(e Endpoint) func(http.Handler) http.Handler {
 				return
 			}
 			ip := httpx.ClientIP(r)
+			client := claimedClient(w, r)
 			if a.Status != nil {
-				client := claimedClient(w, r)
 				if suspended, _ := a.Status(client, "", ip); suspended {
-					a.Metrics.Refused(string(e), "suspended")
-					a.audit(r, ActionSuspended, client, string(e)+": client "+ReasonSuspended)
+					a.refused(r, e, ActionSuspended, client, "suspended", string(oauth.UnauthorizedClient)+": client "+ReasonSuspended)
 					httpx.WriteOAuthError(w, r, a.Logger, oauth.Errorf(oauth.UnauthorizedClient, "this client is suspended pending review"))
 					return
 				}
@@ -129,12 +128,11 @@ func (a *Admission) Middleware(e Endpoint) func(http.Handler) http.Handler {
 			res, err := a.Guard.Check(r.Context(), e, Subject{IP: ip})
 			if !res.Allowed {
 				a.Metrics.RateLimited(string(e), string(res.Dimension))
-				a.Metrics.Refused(string(e), "rate_limited")
-				reason := string(e) + ": " + ReasonRateLimited + " (" + string(res.Dimension) + ")"
+				reason := string(oauth.SlowDown) + ": " + ReasonRateLimited + " (" + string(res.Dimension) + ")"
 				if err != nil {
-					reason = string(e) + ": " + ReasonUnavailable
+					reason = string(oauth.TemporarilyUnavailable) + ": " + ReasonUnavailable
 				}
-				a.audit(r, ActionRateLimited, "", reason)
+				a.refused(r, e, ActionRateLimited, client, "rate_limited", reason)
 				WriteOAuthRefusal(w, r, a.Logger, res, err)
 				return
 			}
@@ -164,6 +162,18 @@ func claimedClient(w http.ResponseWriter, r *http.Request) string {
 		return r.PostForm.Get("client_id")
 	}
 	return r.URL.Query().Get("client_id")
+}
+
+// refused audits and counts a refusal the middleware answers. At the token
+// endpoint it is a token.refused event like any other refused token request
+// (its reason starts with the OAuth error code); elsewhere action.
+func (a *Admission) refused(r *http.Request, e Endpoint, action audit.Action, clientID, metric, reason string) {
+	if e == EndpointToken {
+		a.audit(r, audit.ActionTokenRefused, clientID, reason) // counted from the audit event
+		return
+	}
+	a.Metrics.Refused(string(e), metric)
+	a.audit(r, action, clientID, string(e)+": "+reason)
 }
 
 func (a *Admission) audit(r *http.Request, action audit.Action, clientID, reason string) {
