@@ -69,6 +69,9 @@ type App struct {
 	handler   http.Handler
 	ln        net.Listener
 	srv       *http.Server
+	mtlsLn    net.Listener // mtls.addr: requests client certificates (nil when not configured)
+	mtlsSrv   *http.Server
+	bnd       *binding // replay cache, DPoP verifier, trusted proxies (closed on shutdown)
 	keyReload time.Duration
 	trail     *trail.Trail // the durable audit trail, when this App opened it
 	auditSink chain.Sink
@@ -106,7 +109,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		}
 	}
 
-	a = &App{cfg: cfg, log: log, ready: opts.Ready, keyReload: opts.KeyReload, served: make(chan error, 1)}
+	a = &App{cfg: cfg, log: log, ready: opts.Ready, keyReload: opts.KeyReload, served: make(chan error, 2)}
 	defer func() {
 		if err != nil {
 			a.closeResources()
@@ -121,6 +124,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	cfg.SetListenAddr(ln.Addr().String())
 	if tlsCfg != nil {
 		a.ln = tls.NewListener(ln, tlsCfg)
+	}
+	if cfg.MTLS.Addr != "" {
+		if a.mtlsLn, err = listenMTLS(ctx, cfg, tlsCfg, opts.Now); err != nil {
+			return nil, err
+		}
 	}
 
 	if opts.Store != nil {
@@ -151,13 +159,27 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	}); err != nil {
 		return nil, fmt.Errorf("token issuer: %w", err)
 	}
-	mux, err := buildMux(cfg, a.store, a.keys, a.tokens, opts.Auditor, log, opts.Now)
+	// Sender constraints (DPoP, client certificates) and the replay cache
+	// shared by DPoP proofs and client assertions.
+	if a.bnd, err = buildBinding(cfg, a.store, log, opts.Now); err != nil {
+		return nil, fmt.Errorf("sender constraints: %w", err)
+	}
+	mux, err := buildMux(cfg, a.store, a.keys, a.tokens, a.bnd, opts.Auditor, log, opts.Now)
 	if err != nil {
 		return nil, err
 	}
 	a.handler = tlsconfig.HSTS(mux)
-	a.srv = &http.Server{
-		Handler:           a.handler,
+	a.srv = newServer(a.handler, log)
+	if a.mtlsLn != nil {
+		a.mtlsSrv = newServer(tlsconfig.HSTS(mtlsHandler(cfg, mux)), log)
+	}
+	return a, nil
+}
+
+// newServer is an http.Server with fhirgate's timeouts and limits.
+func newServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -165,7 +187,14 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	return a, nil
+}
+
+// MTLSURL returns the URL of the mTLS listener, or "" without one.
+func (a *App) MTLSURL() string {
+	if a.mtlsLn == nil {
+		return ""
+	}
+	return "https://" + a.mtlsLn.Addr().String()
 }
 
 // CheckListener applies the transport rule: TLS when a certificate and key
@@ -216,6 +245,10 @@ func (a *App) Start() {
 	a.stopWatch = cancel
 	go a.keys.Schedule(wctx, a.keyReload) // reloads, and rotates on keys.rotation_period
 	go func() { a.served <- a.srv.Serve(a.ln) }()
+	if a.mtlsSrv != nil {
+		go func() { a.served <- a.mtlsSrv.Serve(a.mtlsLn) }()
+		a.log.Info("serving mTLS endpoints", "url", a.MTLSURL(), "aliases", a.cfg.MTLSBaseURL())
+	}
 	fmt.Fprintf(a.ready, "fhirgate: serving on %s (issuer %s)\n", a.URL(), a.cfg.Issuer)
 	a.log.Info("serving", "url", a.URL(), "issuer", a.cfg.Issuer, "fhir_base", a.cfg.FHIRBase, "storage", a.cfg.Storage.Driver)
 }
@@ -224,6 +257,9 @@ func (a *App) Start() {
 // ctx ends, then releases the store.
 func (a *App) Shutdown(ctx context.Context) error {
 	err := a.srv.Shutdown(ctx)
+	if a.mtlsSrv != nil {
+		err = errors.Join(err, a.mtlsSrv.Shutdown(ctx))
+	}
 	a.closeResources()
 	return err
 }
@@ -256,6 +292,14 @@ func (a *App) closeResources() {
 		}
 		if a.ln != nil {
 			_ = a.ln.Close()
+		}
+		if a.mtlsLn != nil {
+			_ = a.mtlsLn.Close()
+		}
+		if a.bnd != nil {
+			if err := a.bnd.close(); err != nil { // the replay cache's Redis client
+				a.log.Warn("closing replay cache", "err", err)
+			}
 		}
 		a.closeAudit() // flush the audit queue before the store goes
 		if a.ownStore && a.store != nil {

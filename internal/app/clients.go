@@ -53,9 +53,13 @@ func buildClientAuth(cfg *config.Config, store storage.Store, replays replay.Cac
 		}
 	}
 	base := strings.TrimRight(cfg.Issuer, "/")
+	audiences := []string{base + discovery.PathToken, base + discovery.PathPAR, cfg.Issuer}
+	if m := cfg.MTLSBaseURL(); m != "" { // the mTLS aliases (RFC 8705 §5)
+		audiences = append(audiences, m+discovery.PathToken, m+discovery.PathPAR)
+	}
 	return &clientauth.Authenticator{
 		Clients:   store,
-		Audiences: []string{base + discovery.PathToken, base + discovery.PathPAR, cfg.Issuer},
+		Audiences: audiences,
 		Replay:    replays,
 		JWKS:      fetcher,
 		ClientCAs: pool,
@@ -93,10 +97,12 @@ func discoveryFeatures(cfg *config.Config, o discovery.Options) discovery.Option
 	o.ClientCredentials = true
 	o.PAR = true
 	o.RequirePAR = cfg.PAR.Required
-	// DPoP is always on (dpop.algs narrows the algorithms); certificate-bound
-	// tokens reach this listener through a trusted TLS-terminating proxy.
+	// DPoP is always on (dpop.algs narrows the algorithms); client
+	// certificates reach the server on its mTLS listener (mtls.addr, the
+	// mtls_endpoint_aliases) or through a trusted TLS-terminating proxy.
 	o.DPoPAlgs = (&dpop.Verifier{Algs: cfg.DPoPAlgs()}).AllowedAlgs()
-	if cfg.MTLS.ClientCertHeader != "" {
+	o.MTLSIssuer = cfg.MTLSBaseURL()
+	if cfg.MTLS.ClientCertHeader != "" || o.MTLSIssuer != "" {
 		o.CertificateBoundTokens = true
 		// self_signed_tls_client_auth needs only the client's registered
 		// keys; tls_client_auth also needs the client CA (client_auth.ca_file).

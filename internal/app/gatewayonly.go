@@ -28,7 +28,7 @@ const remoteFetchTimeout = 5 * time.Second
 // verified with that issuer's published keys (internal/jwtverify), its
 // SMART configuration is relayed under the FHIR base, and revocation and
 // CORS read the shared store.
-func buildGatewayOnlyMux(cfg *config.Config, store storage.Store, km *keys.Manager,
+func buildGatewayOnlyMux(cfg *config.Config, store storage.Store, km *keys.Manager, bnd *binding,
 	auditor audit.Auditor, log *slog.Logger, now func() time.Time) (*http.ServeMux, error) {
 	client := &http.Client{Timeout: remoteFetchTimeout}
 	ks, err := jwtverify.New(jwtverify.Options{
@@ -49,11 +49,7 @@ func buildGatewayOnlyMux(cfg *config.Config, store storage.Store, km *keys.Manag
 		url: strings.TrimRight(cfg.Gateway.Issuer, "/") + "/.well-known/smart-configuration", issuer: cfg.Gateway.Issuer,
 		client: client, ttl: 5 * time.Minute, now: now, log: log,
 	}
-	bnd, err := buildBinding(cfg, store, log, now)
-	if err != nil {
-		return nil, fmt.Errorf("sender constraints: %w", err)
-	}
-	gw, err := buildGateway(cfg, store, km, parser, cfg.Gateway.Issuer, smart.get, origins, bnd.gatewayDPoP(), auditor, log, now)
+	gw, err := buildGateway(cfg, store, km, parser, cfg.Gateway.Issuer, smart.get, origins, bnd, auditor, log, now)
 	if err != nil {
 		return nil, err
 	}

@@ -31,6 +31,9 @@ func lifecycleAuth(cfg *config.Config, store storage.Store, auth *clientauth.Aut
 		issuer := strings.TrimRight(cfg.Issuer, "/")
 		a.Audiences = append(append([]string(nil), a.Audiences...),
 			issuer+discovery.PathRevoke, issuer+discovery.PathIntrospect)
+		if m := cfg.MTLSBaseURL(); m != "" {
+			a.Audiences = append(a.Audiences, m+discovery.PathRevoke, m+discovery.PathIntrospect)
+		}
 	}
 	return a
 }

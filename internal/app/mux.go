@@ -25,10 +25,10 @@ import (
 // buildMux wires every feature handler onto one mux. CORS wraps /token and
 // /userinfo (discovery and JWKS answer CORS themselves), never /authorize or
 // the pages.
-func buildMux(cfg *config.Config, store storage.Store, km *keys.Manager, tokens *token.Issuer,
+func buildMux(cfg *config.Config, store storage.Store, km *keys.Manager, tokens *token.Issuer, bnd *binding,
 	auditor audit.Auditor, log *slog.Logger, now func() time.Time) (*http.ServeMux, error) {
 	if cfg.GatewayOnly() {
-		return buildGatewayOnlyMux(cfg, store, km, auditor, log, now)
+		return buildGatewayOnlyMux(cfg, store, km, bnd, auditor, log, now)
 	}
 	mux := http.NewServeMux()
 
@@ -85,12 +85,8 @@ func buildMux(cfg *config.Config, store storage.Store, km *keys.Manager, tokens 
 	}
 	authz.Register(mux) // also serves the pages' static assets (web.Register)
 
-	// Sender constraints (DPoP, mTLS behind proxies) and the replay cache
-	// shared by DPoP proofs and client assertions.
-	bnd, err := buildBinding(cfg, store, log, now)
-	if err != nil {
-		return nil, fmt.Errorf("sender constraints: %w", err)
-	}
+	// Sender constraints (bnd: DPoP, client certificates) and the replay
+	// cache shared by DPoP proofs and client assertions come from New.
 	// Client authentication for /token, /par, /revoke and /introspect.
 	clientAuth, err := buildClientAuth(cfg, store, bnd.replay, log, now)
 	if err != nil {
@@ -119,7 +115,7 @@ func buildMux(cfg *config.Config, store storage.Store, km *keys.Manager, tokens 
 		RefreshIdle: cfg.Tokens.RefreshIdle, RefreshAbsolute: cfg.Tokens.RefreshAbsolute,
 		RefreshRetryWindow: cfg.Tokens.RefreshRetryWindow, Sessions: store,
 		ClientAuth: clientAuth, BackendIssuer: backendTokens,
-		DPoP: bnd.dpop, TrustedProxies: bnd.proxies,
+		DPoP: bnd.dpop, TrustedProxies: bnd.proxies, TokenAliasURL: mtlsURL(cfg, discovery.PathToken),
 		RequireBoundConfidential: cfg.SenderConstraint.RequireConfidential,
 		RequireBoundSystem:       cfg.SenderConstraint.RequireSystem,
 		Auditor:                  auditor, Logger: log, Now: now,
@@ -148,7 +144,7 @@ func buildMux(cfg *config.Config, store storage.Store, km *keys.Manager, tokens 
 	}
 	launchH.Register(mux)
 
-	if err := mountGateway(mux, cfg, store, km, tokens, disc, policy, bnd.gatewayDPoP(), auditor, log, now); err != nil {
+	if err := mountGateway(mux, cfg, store, km, tokens, disc, policy, bnd, auditor, log, now); err != nil {
 		return nil, err
 	}
 
