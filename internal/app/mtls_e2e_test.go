@@ -413,3 +413,33 @@ func TestDiscoveryDocumentsAgree(t *testing.T) {
 		t.Error("tls_client_certificate_bound_access_tokens not advertised")
 	}
 }
+
+// TestSenderConstraintPolicy: sender_constraint.require_system and
+// require_confidential refuse unbound tokens to such clients; a client
+// certificate on the mTLS listener (or DPoP) satisfies them.
+func TestSenderConstraintPolicy(t *testing.T) {
+	for _, key := range []string{"sender_constraint.require_system", "sender_constraint.require_confidential"} {
+		t.Run(key, func(t *testing.T) {
+			s := startMTLSServer(t, map[string]string{key: "true"})
+			c, secret, err := CreateClient(context.Background(), s.app.Store(), clientreg.Metadata{ClientName: "secret backend",
+				Scope: "system/Patient.rs", TokenEndpointAuthMethod: "client_secret_post", GrantTypes: []string{"client_credentials"}}, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			form := url.Values{"grant_type": {"client_credentials"}, "scope": {"system/Patient.rs"}, "client_id": {c.ID}, "client_secret": {secret}}
+			if status, body := s.post(t, nil, s.app.Issuer()+"/token", form); status != 400 || body["error"] != "invalid_request" {
+				t.Fatalf("unbound token issued: %d %v", status, body)
+			}
+			if status, body := s.post(t, nil, s.mtlsAt+"/token", form); status != 400 {
+				t.Fatalf("mTLS listener without a certificate: %d %v", status, body)
+			}
+			cert := issue(t, pkix.Name{CommonName: "backend instance"}, nil, false)
+			status, body := s.post(t, cert, s.mtlsAt+"/token", form)
+			at, _ := body["access_token"].(string)
+			claims, err := s.app.tokens.ParseAccessToken(at, s.app.FHIRBase())
+			if status != 200 || err != nil || claims.Cnf[mtls.CnfKey] != mtls.Thumbprint(cert.cert) {
+				t.Fatalf("certificate-bound token: %d %v %v", status, body, err)
+			}
+		})
+	}
+}
