@@ -76,6 +76,8 @@ func newRoot(e *env) *cobra.Command {
 		newPatientsCmd(e, g),
 		newConsentsCmd(e, g),
 		newCertsCmd(e),
+		newAdminCmd(e, g),
+		newAnomaliesCmd(e, g),
 		newVersionCmd(e),
 	)
 	return root

@@ -66,6 +66,7 @@ type App struct {
 	ownStore  bool
 	keys      *keys.Manager
 	tokens    *token.Issuer
+	prot      *protection
 	handler   http.Handler
 	ln        net.Listener
 	srv       *http.Server
@@ -142,11 +143,19 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	if err := a.store.Ping(ctx); err != nil {
 		return nil, fmt.Errorf("storage: %w", err)
 	}
+	a.prot = newProtection(log) // metrics first: the audit trail reports to them
 	if opts.Auditor == nil {
 		if opts.Auditor, err = a.openAudit(ctx, cfg, log, opts.Now); err != nil {
 			return nil, err
 		}
 	}
+	if err = a.prot.build(ctx, cfg, a.store, opts.Auditor, opts.Now); err != nil {
+		return nil, err
+	}
+	if err = a.mountAdminAudit(); err != nil {
+		return nil, err
+	}
+	opts.Auditor = a.prot.auditor(opts.Auditor) // the detector and metrics see every event
 	if a.keys, err = OpenKeys(ctx, cfg, a.store, log, opts.Auditor, opts.Now); err != nil {
 		return nil, err
 	}
@@ -164,11 +173,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	if a.bnd, err = buildBinding(cfg, a.store, log, opts.Now); err != nil {
 		return nil, fmt.Errorf("sender constraints: %w", err)
 	}
-	mux, err := buildMux(cfg, a.store, a.keys, a.tokens, a.bnd, opts.Auditor, log, opts.Now)
+	mux, err := buildMux(cfg, a.store, a.keys, a.tokens, a.bnd, opts.Auditor, log, opts.Now, a.prot)
 	if err != nil {
 		return nil, err
 	}
-	a.handler = tlsconfig.HSTS(mux)
+	a.handler = tlsconfig.HSTS(a.prot.wrap(mux))
 	a.srv = newServer(a.handler, log)
 	if a.mtlsLn != nil {
 		a.mtlsSrv = newServer(tlsconfig.HSTS(mtlsHandler(cfg, mux)), log)
@@ -245,6 +254,7 @@ func (a *App) Start() {
 	a.stopWatch = cancel
 	go a.keys.Schedule(wctx, a.keyReload) // reloads, and rotates on keys.rotation_period
 	go func() { a.served <- a.srv.Serve(a.ln) }()
+	a.prot.start()
 	if a.mtlsSrv != nil {
 		go func() { a.served <- a.mtlsSrv.Serve(a.mtlsLn) }()
 		a.log.Info("serving mTLS endpoints", "url", a.MTLSURL(), "aliases", a.cfg.MTLSBaseURL())
@@ -256,6 +266,7 @@ func (a *App) Start() {
 // Shutdown stops accepting connections, waits for in-flight requests until
 // ctx ends, then releases the store.
 func (a *App) Shutdown(ctx context.Context) error {
+	a.prot.draining()
 	err := a.srv.Shutdown(ctx)
 	if a.mtlsSrv != nil {
 		err = errors.Join(err, a.mtlsSrv.Shutdown(ctx))
@@ -292,6 +303,13 @@ func (a *App) closeResources() {
 		}
 		if a.ln != nil {
 			_ = a.ln.Close()
+		}
+		if a.prot != nil {
+			pctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+			if err := a.prot.close(pctx); err != nil {
+				a.log.Warn("closing admin listener and detector", "err", err)
+			}
+			cancel()
 		}
 		if a.mtlsLn != nil {
 			_ = a.mtlsLn.Close()

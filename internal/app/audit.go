@@ -190,11 +190,12 @@ func (a *App) openAudit(ctx context.Context, cfg *config.Config, log *slog.Logge
 		log.Warn("audit.sink is log: audit events go to the operational log only; they are not durable, chained or queryable")
 		return audit.LogAuditor{Logger: log, Now: now}, nil
 	}
-	tr, sink, err := OpenAudit(ctx, cfg, log, now, nil)
+	tr, sink, err := OpenAudit(ctx, cfg, log, now, a.prot.auditObserver())
 	if err != nil {
 		return nil, err
 	}
 	a.trail, a.auditSink = tr, sink
+	a.prot.setAuditDepth(tr.QueueDepth)
 	return tr, nil
 }
 

@@ -54,7 +54,7 @@ func upstreamConfigs(cfg *config.Config) ([]upstream.Config, error) {
 // authorization server advertised in metadata; smart is the SMART
 // configuration served under the FHIR base.
 func buildGateway(cfg *config.Config, store storage.Store, km *keys.Manager, tokens gateway.TokenParser, issuer string,
-	smart func() ([]byte, error), origins gateway.Origins, bnd *binding, auditor audit.Auditor, log *slog.Logger, now func() time.Time) (*gateway.Handler, error) {
+	smart func() ([]byte, error), origins gateway.Origins, bnd *binding, auditor audit.Auditor, log *slog.Logger, now func() time.Time, prot *protection) (*gateway.Handler, error) {
 	if !cfg.GatewayEnabled() {
 		return nil, nil
 	}
@@ -75,6 +75,7 @@ func buildGateway(cfg *config.Config, store storage.Store, km *keys.Manager, tok
 				return nil, fmt.Errorf("upstream %d identity: %w", i, err)
 			}
 		}
+		up.Transport = prot.upstreamTransport(c.Prefix, up.Transport)
 		ups = append(ups, up)
 	}
 	revs, err := gateway.NewFamilyRevocations(store, 0, 0, now) // Leaked: revokes exposed tokens' families
@@ -88,7 +89,7 @@ func buildGateway(cfg *config.Config, store storage.Store, km *keys.Manager, tok
 	issuer = strings.TrimRight(issuer, "/")
 	gw, err := gateway.New(gateway.Options{
 		BaseURL: cfg.FHIRBase, Upstreams: ups, Tokens: tokens, Revocations: checker, Leaked: revs,
-		CORS: origins, DPoP: bnd.gatewayDPoP(), TrustedProxies: bnd.proxies,
+		CORS: origins, DPoP: bnd.gatewayDPoP(), TrustedProxies: bnd.proxies, Admit: prot.gatewayAdmit(),
 		OAuth: gateway.OAuthURIs{
 			Authorize: issuer + discovery.PathAuthorize, Token: issuer + discovery.PathToken,
 			Register: issuer + discovery.PathRegister,
@@ -107,12 +108,12 @@ func buildGateway(cfg *config.Config, store storage.Store, km *keys.Manager, tok
 // mountGateway builds the gateway, when configured, and mounts it at the
 // FHIR base path.
 func mountGateway(mux *http.ServeMux, cfg *config.Config, store storage.Store, km *keys.Manager, tokens *token.Issuer,
-	disc *discovery.Handler, origins gateway.Origins, bnd *binding, auditor audit.Auditor, log *slog.Logger, now func() time.Time) error {
+	disc *discovery.Handler, origins gateway.Origins, bnd *binding, auditor audit.Auditor, log *slog.Logger, now func() time.Time, prot *protection) error {
 	smart, err := json.Marshal(disc.SMARTConfiguration())
 	if err != nil {
 		return fmt.Errorf("smart configuration: %w", err)
 	}
-	gw, err := buildGateway(cfg, store, km, tokens, cfg.Issuer, func() ([]byte, error) { return smart, nil }, origins, bnd, auditor, log, now)
+	gw, err := buildGateway(cfg, store, km, tokens, cfg.Issuer, func() ([]byte, error) { return smart, nil }, origins, bnd, auditor, log, now, prot)
 	if err != nil || gw == nil {
 		return err
 	}

@@ -29,7 +29,7 @@ const remoteFetchTimeout = 5 * time.Second
 // SMART configuration is relayed under the FHIR base, and revocation and
 // CORS read the shared store.
 func buildGatewayOnlyMux(cfg *config.Config, store storage.Store, km *keys.Manager, bnd *binding,
-	auditor audit.Auditor, log *slog.Logger, now func() time.Time) (*http.ServeMux, error) {
+	auditor audit.Auditor, log *slog.Logger, now func() time.Time, prot *protection) (*http.ServeMux, error) {
 	client := &http.Client{Timeout: remoteFetchTimeout}
 	ks, err := jwtverify.New(jwtverify.Options{
 		Issuer: cfg.Gateway.Issuer, JWKSURI: cfg.Gateway.JWKSURI, HTTPClient: client, Logger: log, Now: now,
@@ -49,7 +49,7 @@ func buildGatewayOnlyMux(cfg *config.Config, store storage.Store, km *keys.Manag
 		url: strings.TrimRight(cfg.Gateway.Issuer, "/") + "/.well-known/smart-configuration", issuer: cfg.Gateway.Issuer,
 		client: client, ttl: 5 * time.Minute, now: now, log: log,
 	}
-	gw, err := buildGateway(cfg, store, km, parser, cfg.Gateway.Issuer, smart.get, origins, bnd, auditor, log, now)
+	gw, err := buildGateway(cfg, store, km, parser, cfg.Gateway.Issuer, smart.get, origins, bnd, auditor, log, now, prot)
 	if err != nil {
 		return nil, err
 	}

@@ -26,9 +26,9 @@ import (
 // /userinfo (discovery and JWKS answer CORS themselves), never /authorize or
 // the pages.
 func buildMux(cfg *config.Config, store storage.Store, km *keys.Manager, tokens *token.Issuer, bnd *binding,
-	auditor audit.Auditor, log *slog.Logger, now func() time.Time) (*http.ServeMux, error) {
+	auditor audit.Auditor, log *slog.Logger, now func() time.Time, prot *protection) (*http.ServeMux, error) {
 	if cfg.GatewayOnly() {
-		return buildGatewayOnlyMux(cfg, store, km, bnd, auditor, log, now)
+		return buildGatewayOnlyMux(cfg, store, km, bnd, auditor, log, now, prot)
 	}
 	mux := http.NewServeMux()
 
@@ -123,7 +123,7 @@ func buildMux(cfg *config.Config, store storage.Store, km *keys.Manager, tokens 
 	if err != nil {
 		return nil, fmt.Errorf("token endpoint: %w", err)
 	}
-	tokenH.RegisterWith(mux, policy.Handler)
+	tokenH.RegisterWith(mux, prot.tokenWrap(policy.Handler)) // rate limits inside CORS
 	if err := mountLifecycle(mux, cfg, store, tokens, clientAuth, bnd.proxies, policy.Handler, auditor, log, now); err != nil {
 		return nil, err
 	}
@@ -144,7 +144,7 @@ func buildMux(cfg *config.Config, store storage.Store, km *keys.Manager, tokens 
 	}
 	launchH.Register(mux)
 
-	if err := mountGateway(mux, cfg, store, km, tokens, disc, policy, bnd, auditor, log, now); err != nil {
+	if err := mountGateway(mux, cfg, store, km, tokens, disc, policy, bnd, auditor, log, now, prot); err != nil {
 		return nil, err
 	}
 

@@ -50,6 +50,9 @@ type Config struct {
 	SenderConstraint        SenderConstraint `yaml:"sender_constraint"`
 	Replay                  Replay           `yaml:"replay"`
 	Audit                   Audit            `yaml:"audit"`
+	Admin                   Admin            `yaml:"admin"`
+	RateLimit               RateLimit        `yaml:"ratelimit"`
+	Anomaly                 Anomaly          `yaml:"anomaly"`
 	// Upstreams lists the gateway's backends by path prefix (YAML only).
 	Upstreams []Upstream `yaml:"upstreams"`
 
@@ -219,6 +222,8 @@ func Default() *Config {
 		},
 		Log:        Log{Level: DefaultLogLevel},
 		Gateway:    Gateway{UpstreamTimeout: DefaultUpstreamTimeout},
+		RateLimit:  DefaultRateLimit(),
+		Anomaly:    DefaultAnomaly(),
 		Audit:      defaultAudit(),
 		Revocation: Revocation{PollInterval: DefaultRevocationPoll, MaxStaleness: DefaultRevocationStaleness},
 		DPoP:       DPoP{IATWindow: DefaultDPoPIATWindow},

@@ -170,6 +170,7 @@ func (c *Config) Validate() error {
 	}
 
 	c.validateGateway(add)
+	c.validateProtect(add)
 	c.validateAudit(add)
 	c.validateBinding(add)
 	c.validateClients(add)

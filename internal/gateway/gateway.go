@@ -135,6 +135,10 @@ type Options struct {
 	TrustedProxies mtls.TrustedProxies
 	// CORS lets registered clients' origins call the API from browsers (optional).
 	CORS Origins
+	// Admit, when set, is asked once a token is verified whether the request
+	// may proceed (rate limits, suspensions). A non-nil refuse writes the
+	// refusal; reason is audited.
+	Admit func(r *http.Request, clientID, userID string) (refuse func(http.ResponseWriter), reason string)
 	// OAuth lists the endpoints advertised in metadata.
 	OAuth OAuthURIs
 	// SMARTConfiguration returns the SMART configuration document served at

@@ -117,6 +117,14 @@ func (h *Handler) relative(p string) (string, bool) {
 func (h *Handler) authorized(w http.ResponseWriter, r *http.Request, ev audit.Event, v *verified, scheme, rel string, form url.Values, formBody []byte) {
 	c := v.claims
 	ev.UserID, ev.ClientID, ev.FHIRUser, ev.Scope, ev.TokenID, ev.Patient = c.Subject, c.ClientID, c.FHIRUser, c.Scope, c.JTI, c.Patient
+	if h.opts.Admit != nil {
+		if refuse, reason := h.opts.Admit(r, c.ClientID, c.Subject); refuse != nil {
+			ev.Outcome, ev.Reason = audit.Failure, reason
+			h.record(r, ev)
+			refuse(w)
+			return
+		}
+	}
 
 	query, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
