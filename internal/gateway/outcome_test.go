@@ -100,3 +100,18 @@ func TestOutcomeAuditedPerPatient(t *testing.T) {
 		t.Fatalf("patient token outcome %+v", last)
 	}
 }
+
+// Gateway events say what was accessed, and how the token was bound.
+func TestEventsNameTheInteraction(t *testing.T) {
+	f := newFixture(t, fixtureOpts{})
+	tok, _ := f.token(patientAll, patientA)
+	f.do("GET", "/Observation/obs-001-01", bearer(tok), "")
+	for _, e := range f.audit.Events() {
+		if e.Action != ActionFHIRRequest && e.Action != ActionFHIRResponse {
+			continue
+		}
+		if e.Interaction != "read" || e.ResourceType != "Observation" || e.ResourceID != "obs-001-01" || e.Binding != audit.BindingNone {
+			t.Fatalf("event %+v", e)
+		}
+	}
+}

@@ -151,6 +151,14 @@ func (h *Handler) authorized(w http.ResponseWriter, r *http.Request, ev audit.Ev
 	if ev.Patient == "" {
 		ev.Patient = patientOf(req)
 	}
+	ev.Interaction, ev.ResourceType, ev.ResourceID = string(req.Interaction), req.Type, req.ID
+	ev.Binding = audit.BindingNone
+	switch {
+	case c.Cnf["jkt"] != "":
+		ev.Binding = audit.BindingDPoP
+	case c.Cnf["x5t#S256"] != "":
+		ev.Binding = audit.BindingMTLS
+	}
 	// Forward exactly what was parsed and checked, never the raw text.
 	x := &exchange{req: req, v: v, relPath: rel, rawQuery: query.Encode()}
 	if form != nil {
@@ -177,6 +185,7 @@ func (h *Handler) authorized(w http.ResponseWriter, r *http.Request, ev audit.Ev
 			return
 		}
 		req.Interaction, x.req.Interaction, entries = kind, kind, ents
+		ev.Interaction = string(kind)
 		reqs := make([]fhir.Request, len(ents))
 		for i, e := range ents {
 			reqs[i] = e.Request
