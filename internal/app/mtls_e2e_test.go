@@ -443,3 +443,37 @@ func TestSenderConstraintPolicy(t *testing.T) {
 		})
 	}
 }
+
+// TestSpoofedClientCertificateHeader: with a trusted proxy configured, the
+// client-certificate header sent by anyone else (here the test, from
+// loopback) is refused with invalid_request at every endpoint that reads
+// client certificates, before any client is authenticated.
+func TestSpoofedClientCertificateHeader(t *testing.T) {
+	ts := startServer(t, map[string]string{"mtls.client_cert_header": "X-Client-Cert", "mtls.trusted_proxies": "10.9.9.9"})
+	cert := issue(t, pkix.Name{CommonName: "spoofed"}, nil, false)
+	for _, ep := range []struct{ method, path, body string }{
+		{"POST", "/token", "grant_type=client_credentials&client_id=x"},
+		{"POST", "/par", "client_id=x&response_type=code"},
+		{"POST", "/revoke", "client_id=x&token=t"},
+		{"POST", "/introspect", "client_id=x&token=t"},
+		{"GET", "/userinfo", ""},
+	} {
+		req, _ := http.NewRequest(ep.method, ts.app.Issuer()+ep.path, strings.NewReader(ep.body))
+		if ep.body != "" {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		} else {
+			req.Header.Set("Authorization", "Bearer some-token")
+		}
+		req.Header.Set("X-Client-Cert", mtls.EscapeCert(cert.cert))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || body["error"] != "invalid_request" {
+			t.Errorf("%s %s with a spoofed header: %d %v", ep.method, ep.path, resp.StatusCode, body)
+		}
+	}
+}
