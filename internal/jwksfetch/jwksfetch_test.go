@@ -255,3 +255,29 @@ func TestCacheTTL(t *testing.T) {
 		}
 	}
 }
+
+// TestSlowServerTimesOut: a jwks_uri that does not answer within Timeout
+// fails the fetch (ErrFetch) instead of holding the token request.
+func TestSlowServerTimesOut(t *testing.T) {
+	body, _ := publicSetJSON(t)
+	release := make(chan struct{})
+	srv, pool := server(t, func(w http.ResponseWriter, r *http.Request) {
+		select { // answer only after the client gave up (or the test ended)
+		case <-release:
+		case <-time.After(3 * time.Second):
+		}
+		w.Write(body)
+	})
+	defer close(release)
+	f, err := New(Options{RootCAs: pool, InsecureAllowPrivateAddresses: true, Timeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := f.Get(context.Background(), srv.URL); !errors.Is(err, ErrFetch) {
+		t.Fatalf("err = %v, want ErrFetch", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("fetch took %s despite a 200ms timeout", d)
+	}
+}
