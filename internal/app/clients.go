@@ -94,6 +94,10 @@ func mountPAR(mux *http.ServeMux, cfg *config.Config, store storage.Store, auth 
 // configuration serves.
 func discoveryFeatures(cfg *config.Config, o discovery.Options) discovery.Options {
 	o.PrivateKeyJWT = true
+	o.AssertionAlgs = nil // exactly what clientauth verifies
+	for _, a := range clientauth.AssertionAlgs {
+		o.AssertionAlgs = append(o.AssertionAlgs, string(a))
+	}
 	o.ClientCredentials = true
 	o.PAR = true
 	o.RequirePAR = cfg.PAR.Required
