@@ -55,7 +55,7 @@ func rel(p string) string { return strings.TrimPrefix(strings.TrimPrefix(p, modu
 func TestImportRules(t *testing.T) {
 	pkgs := goList(t)
 	vocabulary := map[string]bool{"internal/oauth": true, "internal/scope": true, "internal/fhir": true}
-	adapters := []string{"internal/storage/sqlite", "internal/storage/postgres", "internal/replay/redis", "internal/ratelimit/redis"}
+	adapters := []string{"internal/storage/sqlite", "internal/storage/postgres", "internal/replay/redis", "internal/ratelimit/redis", "internal/anomaly/redis"}
 	// Packages allowed to import net/http outside http*.go files: the ones
 	// DESIGN.md names (httpx, gateway), the composition root, the TLS
 	// middleware, and outbound HTTP clients whose whole job is HTTP.
