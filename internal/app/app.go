@@ -111,9 +111,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	}
 
 	a = &App{cfg: cfg, log: log, ready: opts.Ready, keyReload: opts.KeyReload, served: make(chan error, 2)}
+	self := a // the named result is nil by the time a failing return runs the cleanup
 	defer func() {
 		if err != nil {
-			a.closeResources()
+			self.closeResources()
 		}
 	}()
 	var lc net.ListenConfig
@@ -173,7 +174,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	if a.bnd, err = buildBinding(cfg, a.store, log, opts.Now); err != nil {
 		return nil, fmt.Errorf("sender constraints: %w", err)
 	}
-	mux, err := buildMux(cfg, a.store, a.keys, a.tokens, a.bnd, opts.Auditor, log, opts.Now, a.prot)
+	deps := peopleDeps{anomalies: a.prot.anomalyStore()}
+	if a.auditSink != nil { // the access report, last use and console audit search
+		deps.audit = a.auditSink
+	}
+	mux, err := buildMux(cfg, a.store, a.keys, a.tokens, a.bnd, opts.Auditor, log, opts.Now, a.prot, deps)
 	if err != nil {
 		return nil, err
 	}

@@ -26,7 +26,7 @@ import (
 // /userinfo (discovery and JWKS answer CORS themselves), never /authorize or
 // the pages.
 func buildMux(cfg *config.Config, store storage.Store, km *keys.Manager, tokens *token.Issuer, bnd *binding,
-	auditor audit.Auditor, log *slog.Logger, now func() time.Time, prot *protection) (*http.ServeMux, error) {
+	auditor audit.Auditor, log *slog.Logger, now func() time.Time, prot *protection, deps peopleDeps) (*http.ServeMux, error) {
 	if cfg.GatewayOnly() {
 		return buildGatewayOnlyMux(cfg, store, km, bnd, auditor, log, now, prot)
 	}
@@ -61,7 +61,7 @@ func buildMux(cfg *config.Config, store storage.Store, km *keys.Manager, tokens 
 	}
 	disc.Register(mux)
 
-	ppl, err := newPeople(cfg, store, km, sessions, authn, peopleDeps{}, auditor, log, now)
+	ppl, err := newPeople(cfg, store, km, sessions, authn, deps, auditor, log, now)
 	if err != nil {
 		return nil, err
 	}

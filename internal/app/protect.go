@@ -50,6 +50,7 @@ type protection struct {
 	redis     *goredis.Client
 	admission *ratelimit.Admission
 	detector  *anomaly.Detector
+	anomalies anomaly.Store // the detector's store (nil without the detector)
 	adminLn   net.Listener
 	adminSrv  *http.Server
 	adminURL  string
@@ -125,7 +126,10 @@ func (p *protection) build(ctx context.Context, cfg *config.Config, store storag
 			if store, err = anredis.New(p.redis, strings.TrimSuffix(cfg.RateLimit.RedisPrefix, "rl:")+"anomaly:", 0); err != nil {
 				return fmt.Errorf("anomaly store: %w", err)
 			}
+		} else {
+			store = anomaly.NewMemory(0)
 		}
+		p.anomalies = store
 		if p.detector, err = anomaly.New(anomaly.Options{
 			Config: cfg.Anomaly.DetectorConfig(), Store: store, Auditor: auditor, Notifier: notifier,
 			Metrics: p.metrics, Logger: log, Now: now,
@@ -373,6 +377,31 @@ func (p *protection) close(ctx context.Context) error {
 		_ = p.redis.Close()
 	}
 	return errors.Join(errs...)
+}
+
+// anomalyStore is the anomaly store the console reads and clears: clearing
+// goes through the detector so a lifted suspension ends at once on this node.
+// nil without the detector.
+func (p *protection) anomalyStore() anomaly.Store {
+	if p == nil || p.detector == nil || p.anomalies == nil {
+		return nil
+	}
+	return detectorStore{Store: p.anomalies, d: p.detector}
+}
+
+// detectorStore is an anomaly.Store whose clears also update the detector's
+// in-force set (and are audited and announced by it).
+type detectorStore struct {
+	anomaly.Store
+	d *anomaly.Detector
+}
+
+func (s detectorStore) Clear(ctx context.Context, id, by string, _ time.Time) (*anomaly.Anomaly, error) {
+	return s.d.Clear(ctx, id, by)
+}
+
+func (s detectorStore) ClearSubject(ctx context.Context, sub anomaly.Subject, by string, _ time.Time) ([]anomaly.Anomaly, error) {
+	return s.d.ClearSubject(ctx, sub, by)
 }
 
 // upstreamTransport measures calls to the upstream at prefix.

@@ -1,0 +1,157 @@
+package app
+
+import (
+	"context"
+	"encoding/base32"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+
+	"github.com/fhirgate/fhirgate/internal/clientreg"
+	"github.com/fhirgate/fhirgate/internal/demoehr"
+	"github.com/fhirgate/fhirgate/internal/mfa"
+	"github.com/fhirgate/fhirgate/internal/storage"
+)
+
+// gatewayFixture is a running App with the demo EHR behind its gateway, a
+// patient (amy, Patient/pt-001), an admin (ada) and a public app.
+type gatewayFixture struct {
+	*fixture
+	oc *oauth2.Config
+}
+
+func newGatewayFixture(t *testing.T, overrides map[string]string) *gatewayFixture {
+	t.Helper()
+	ctx := context.Background()
+	ehr, err := demoehr.New(demoehr.Options{Username: "gw", Password: "ehr-secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ehrSrv := httptest.NewServer(ehr)
+	t.Cleanup(ehrSrv.Close)
+	ov := map[string]string{"gateway.upstream": ehrSrv.URL, "gateway.upstream_auth": "basic:gw:ehr-secret"}
+	for k, v := range overrides {
+		ov[k] = v
+	}
+	srv := startServer(t, ov)
+	st := srv.app.Store()
+	now := time.Now()
+	for _, u := range []NewUser{{Username: "amy", Password: "amy-password", Role: storage.RolePatient, FHIRUser: "Patient/pt-001"},
+		{Username: "ada", Password: "admin-password", Role: storage.RoleAdmin, FHIRUser: "Practitioner/1"}} {
+		if _, err := CreateUser(ctx, st, u, fastPW, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub, _, err := CreateClient(ctx, st, clientreg.Metadata{ClientName: "Wired app", RedirectURIs: []string{redirectURI},
+		Scope: "openid fhirUser launch/patient offline_access patient/*.rs", TokenEndpointAuthMethod: "none",
+		GrantTypes: []string{"authorization_code", "refresh_token"}}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	provider, err := oidc.NewProvider(ctx, srv.app.Issuer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx := &fixture{srv: srv, provider: provider, public: pub}
+	return &gatewayFixture{fixture: fx, oc: fx.oauthConfig(pub, "", "launch/patient", "openid", "fhirUser", "offline_access", "patient/*.rs")}
+}
+
+// signIn runs a launch for amy in browser b and returns the tokens.
+func (g *gatewayFixture) signIn(t *testing.T, b *browser) *oauth2.Token {
+	t.Helper()
+	verifier := oauth2.GenerateVerifier()
+	authURL := g.oc.AuthCodeURL("state-wired-1", oauth2.S256ChallengeOption(verifier),
+		oauth2.SetAuthURLParam("aud", g.srv.app.FHIRBase()), oidc.Nonce("nonce-wired-1"))
+	fl := runBrowserFlow(t, b, authURL, "amy", "amy-password", "")
+	tok, err := g.oc.Exchange(context.Background(), fl.code, oauth2.VerifierOption(verifier))
+	if err != nil {
+		t.Fatalf("exchange: %v", err)
+	}
+	return tok
+}
+
+// gatewayGet reads path through the gateway with the access token.
+func (g *gatewayFixture) gatewayGet(t *testing.T, access, path string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, g.srv.app.FHIRBase()+path, nil)
+	req.Header.Set("Authorization", "Bearer "+access)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// adminBrowser signs ada in on the account pages and enrols her second
+// factor, as the console requires.
+func (g *gatewayFixture) adminBrowser(t *testing.T) *browser {
+	t.Helper()
+	b := newBrowser(t, g.srv.app.URL(), redirectURI)
+	base := g.srv.app.URL()
+	p := b.get(base + "/account/login?next=/console")
+	p = b.submit(onlyForm(t, p, "/account/login"), url.Values{"username": {"ada"}, "password": {"admin-password"}})
+	m := totpKeyRe.FindStringSubmatch(p.body)
+	if m == nil {
+		p = b.get(base + mfa.PathEnrol + "?next=/console")
+		if m = totpKeyRe.FindStringSubmatch(p.body); m == nil {
+			t.Fatalf("no enrol page (status %d):\n%s", p.status, p.body)
+		}
+	}
+	key, _ := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(strings.ReplaceAll(m[1], " ", ""))
+	p = b.submit(onlyForm(t, p, mfa.PathEnrol), url.Values{"code": {mfa.Code(key, mfa.Step(time.Now()))}})
+	if p.status != http.StatusOK {
+		t.Fatalf("enrol: %d\n%s", p.status, p.body)
+	}
+	return b
+}
+
+// TestPeoplePagesUseTheAuditTrailAndAnomalies: in the running server the
+// patient's access report lists the app's gateway reads, connected apps
+// shows when the app last used its access, and the console lists an
+// anomaly the detector raised (a replayed authorization code).
+func TestPeoplePagesUseTheAuditTrailAndAnomalies(t *testing.T) {
+	g := newGatewayFixture(t, nil)
+	b := newBrowser(t, g.srv.app.URL(), redirectURI)
+	tok := g.signIn(t, b)
+	if code := g.gatewayGet(t, tok.AccessToken, "/Patient/pt-001"); code != http.StatusOK {
+		t.Fatalf("gateway read: %d", code)
+	}
+	p := b.get(g.srv.app.URL() + "/account/access")
+	if p.status != http.StatusOK || !strings.Contains(p.body, `id="access-report"`) {
+		t.Fatalf("access report (status %d) has no table:\n%s", p.status, p.body)
+	}
+	if !strings.Contains(p.body, "Wired app") || !strings.Contains(p.body, "Patient/pt-001") {
+		t.Fatalf("access report does not list the app's read:\n%s", p.body)
+	}
+	p = b.get(g.srv.app.URL() + "/account/apps")
+	if p.status != http.StatusOK || !strings.Contains(p.body, "Wired app") || strings.Contains(p.body, "not available") {
+		t.Fatalf("connected apps (status %d):\n%s", p.status, p.body)
+	}
+
+	// A replayed authorization code raises a replay anomaly.
+	verifier := oauth2.GenerateVerifier()
+	fl := runBrowserFlow(t, newBrowser(t, g.srv.app.URL(), redirectURI), g.oc.AuthCodeURL("state-wired-2",
+		oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("aud", g.srv.app.FHIRBase())), "amy", "amy-password", "")
+	if _, err := g.oc.Exchange(context.Background(), fl.code, oauth2.VerifierOption(verifier)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.oc.Exchange(context.Background(), fl.code, oauth2.VerifierOption(verifier)); err == nil {
+		t.Fatal("replayed code accepted")
+	}
+	ada := g.adminBrowser(t)
+	p = ada.get(g.srv.app.URL() + "/console/anomalies")
+	if p.status != http.StatusOK || !strings.Contains(p.body, `id="anomalies"`) || !strings.Contains(p.body, "replay") {
+		t.Fatalf("console anomalies (status %d):\n%s", p.status, p.body)
+	}
+	p = ada.get(g.srv.app.URL() + "/console/audit?client=" + url.QueryEscape(g.public.ID))
+	if p.status != http.StatusOK || !strings.Contains(p.body, "fhir.request") {
+		t.Fatalf("console audit search (status %d):\n%s", p.status, p.body)
+	}
+}
