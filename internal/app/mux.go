@@ -71,7 +71,7 @@ func buildMux(cfg *config.Config, store storage.Store, km *keys.Manager, tokens 
 		Issuer: cfg.Issuer, FHIRBases: []string{cfg.FHIRBase},
 		Clients: store, AuthRequests: store, AuthCodes: store, Launches: store, Consents: store,
 		Users: store, Patients: store, Sessions: sessions, Authenticator: authn,
-		MFA: ppl.mfa, RequireMFAFor: ppl.require,
+		MFA: ppl.mfa, RequireMFAFor: ppl.require, Suspended: prot.suspended(),
 		RoleScopes: map[storage.Role]string{
 			storage.RolePatient:   cfg.Roles.Patient,
 			storage.RoleClinician: cfg.Roles.Clinician,
@@ -118,6 +118,7 @@ func buildMux(cfg *config.Config, store storage.Store, km *keys.Manager, tokens 
 		DPoP: bnd.dpop, TrustedProxies: bnd.proxies, TokenAliasURL: mtlsURL(cfg, discovery.PathToken),
 		RequireBoundConfidential: cfg.SenderConstraint.RequireConfidential,
 		RequireBoundSystem:       cfg.SenderConstraint.RequireSystem,
+		Suspended:                prot.suspended(),
 		Auditor:                  auditor, Logger: log, Now: now,
 	})
 	if err != nil {

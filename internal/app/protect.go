@@ -379,6 +379,16 @@ func (p *protection) close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// suspended reports whether the detector suspends the client or the user
+// (nil without the detector), for /token and /authorize.
+func (p *protection) suspended() func(clientID, userID string) bool {
+	if p == nil || p.detector == nil {
+		return nil
+	}
+	d := p.detector
+	return func(clientID, userID string) bool { return d.Check(clientID, userID, "").Suspended() }
+}
+
 // anomalyStore is the anomaly store the console reads and clears: clearing
 // goes through the detector so a lifted suspension ends at once on this node.
 // nil without the detector.

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/httpx"
@@ -146,10 +147,12 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 	var sess *storage.Session
 	var user *storage.User
 	if !strings.Contains(v.prompt, "login") {
-		if s, _, serr := h.opts.Sessions.FromRequest(r); serr == nil {
-			if u, uerr := h.opts.Users.GetUser(ctx, s.UserID); uerr == nil {
+		if s, val, serr := h.opts.Sessions.FromRequest(r); serr == nil {
+			if u, uerr := h.opts.Users.GetUser(ctx, s.UserID); uerr == nil && !locked(u, h.opts.Now()) {
 				sess, user = s, u
 				ar.UserID = u.ID
+			} else if uerr == nil { // a locked account keeps no session: sign in again
+				_ = h.opts.Sessions.End(ctx, val)
 			}
 		}
 	}
@@ -172,6 +175,10 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) proceed(w http.ResponseWriter, r *http.Request, ar *storage.AuthRequest, sess *storage.Session,
 	user *storage.User, prompt string) {
 	ctx := r.Context()
+	if err := h.checkSuspended(ar, user); err != nil {
+		h.fail(w, r, err)
+		return
+	}
 	if to, err := h.mfaStep(ctx, ar, sess, user); err != nil || to != "" {
 		switch {
 		case err != nil:
@@ -213,6 +220,25 @@ func (h *Handler) proceed(w http.ResponseWriter, r *http.Request, ar *storage.Au
 	}
 }
 
+// locked reports whether the account is locked at now.
+func locked(u *storage.User, now time.Time) bool { return now.Before(u.LockedUntil) }
+
+// checkSuspended refuses (access_denied at the client) a request by a
+// suspended client or user.
+func (h *Handler) checkSuspended(ar *storage.AuthRequest, user *storage.User) error {
+	if h.opts.Suspended == nil {
+		return nil
+	}
+	userID := ""
+	if user != nil {
+		userID = user.ID
+	}
+	if h.opts.Suspended(ar.ClientID, userID) {
+		return redirectErr(ar, oauth.AccessDenied, "access is suspended pending review")
+	}
+	return nil
+}
+
 // loadRequest returns the live authorization request named by the req parameter.
 func (h *Handler) loadRequest(r *http.Request, id string) (*storage.AuthRequest, error) {
 	if id == "" {
@@ -224,13 +250,22 @@ func (h *Handler) loadRequest(r *http.Request, id string) (*storage.AuthRequest,
 // signedIn returns the session and user that own ar, or false after
 // sending the browser to sign in again.
 func (h *Handler) signedIn(w http.ResponseWriter, r *http.Request, ar *storage.AuthRequest) (*storage.Session, *storage.User, bool) {
-	sess, _, err := h.opts.Sessions.FromRequest(r)
+	sess, val, err := h.opts.Sessions.FromRequest(r)
 	if err != nil || ar.UserID == "" || sess.UserID != ar.UserID {
 		redirect(w, r, pageURL(PathLogin, ar.ID))
 		return nil, nil, false
 	}
 	user, err := h.opts.Users.GetUser(r.Context(), sess.UserID)
 	if err != nil {
+		h.fail(w, r, err)
+		return nil, nil, false
+	}
+	if locked(user, h.opts.Now()) { // a locked account keeps no session
+		_ = h.opts.Sessions.End(r.Context(), val)
+		redirect(w, r, pageURL(PathLogin, ar.ID))
+		return nil, nil, false
+	}
+	if err := h.checkSuspended(ar, user); err != nil {
 		h.fail(w, r, err)
 		return nil, nil, false
 	}

@@ -88,9 +88,13 @@ type Options struct {
 	// PathContinue.
 	MFA           MFAChecker
 	RequireMFAFor []storage.Role
-	Auditor       audit.Auditor
-	Logger        *slog.Logger
-	Now           func() time.Time
+	// Suspended, when set, reports whether the suspicious-activity detector
+	// has suspended the client or the user (either may be ""): the flow
+	// then ends with access_denied until an administrator clears it.
+	Suspended func(clientID, userID string) bool
+	Auditor   audit.Auditor
+	Logger    *slog.Logger
+	Now       func() time.Time
 }
 
 // MFAChecker reports whether a user has a confirmed second factor (package mfa's Service).

@@ -129,6 +129,10 @@ func (h *Handler) authorizationCode(ctx context.Context, client *storage.Client,
 	} else if err != nil {
 		return nil, storeError("get user", err)
 	}
+	if h.suspended("", user.ID) {
+		h.revokeQuietly(ctx, fam.ID, now, "authorizing user suspended")
+		return nil, errUserSuspended()
+	}
 
 	resp, err := h.mint(ctx, grantInfo{
 		client:   client,

@@ -91,9 +91,13 @@ type Options struct {
 	RequireBoundConfidential bool
 	// RequireBoundSystem refuses unbound access tokens for client_credentials.
 	RequireBoundSystem bool
-	Auditor            audit.Auditor
-	Logger             *slog.Logger
-	Now                func() time.Time
+	// Suspended, when set, reports whether the suspicious-activity detector
+	// has suspended the client or the user (either may be ""): their token
+	// requests are refused until an administrator clears it.
+	Suspended func(clientID, userID string) bool
+	Auditor   audit.Auditor
+	Logger    *slog.Logger
+	Now       func() time.Time
 }
 
 // Handler serves /token.
@@ -248,6 +252,9 @@ func (h *Handler) dispatch(ctx context.Context, req Request, ev *audit.Event) (*
 		return nil, err
 	}
 	ev.ClientID = client.ID
+	if h.suspended(client.ID, "") {
+		return nil, oauth.Errorf(oauth.UnauthorizedClient, "this client is suspended pending review")
+	}
 	gt := req.Form.Get("grant_type")
 	if gt == "" {
 		return nil, oauth.Errorf(oauth.InvalidRequest, "grant_type missing")
@@ -278,6 +285,16 @@ func (h *Handler) dispatch(ctx context.Context, req Request, ev *audit.Event) (*
 		return h.clientCredentials(ctx, client, req.Form, ev)
 	}
 	return nil, oauth.Errorf(oauth.UnsupportedGrantType, "grant_type not supported")
+}
+
+// suspended reports whether the client or user is suspended.
+func (h *Handler) suspended(clientID, userID string) bool {
+	return h.opts.Suspended != nil && h.opts.Suspended(clientID, userID)
+}
+
+// errUserSuspended refuses a grant for a suspended user.
+func errUserSuspended() error {
+	return oauth.Errorf(oauth.InvalidGrant, "access by this user is suspended pending review")
 }
 
 // allowsGrant reports whether the client's registration permits the grant.

@@ -95,6 +95,9 @@ func (h *Handler) refreshToken(ctx context.Context, client *storage.Client, form
 			fmt.Errorf("%w: issued to %q, presented by %q", ErrRefreshClient, old.ClientID, client.ID))
 	}
 	ev.UserID = old.UserID
+	if old.UserID != "" && h.suspended("", old.UserID) { // before rotating: the token stays usable once cleared
+		return nil, errUserSuspended()
+	}
 	fam, err := h.opts.Tokens.GetFamily(ctx, old.FamilyID)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, oauth.Wrap(oauth.InvalidGrant, "invalid refresh token", err)
