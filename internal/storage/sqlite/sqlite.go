@@ -235,6 +235,7 @@ func (s *Store) migrate(ctx context.Context) error {
 // tx runs fn in one write transaction (BEGIN IMMEDIATE), committing when fn
 // returns nil. Errors are translated by wrap.
 func (s *Store) tx(ctx context.Context, op string, fn func(*sql.Tx) error) error {
+	defer s.wc.preparePending(context.WithoutCancel(ctx))
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return wrap(op, err)
@@ -259,6 +260,7 @@ func (c commitErr) Unwrap() error { return c.err }
 // txKeep is tx for bodies that may need to commit and still fail: a
 // commitErr from fn commits, then returns its error.
 func (s *Store) txKeep(ctx context.Context, op string, fn func(*sql.Tx) error) error {
+	defer s.wc.preparePending(context.WithoutCancel(ctx))
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return wrap(op, err)

@@ -12,8 +12,28 @@ import (
 // SQL costs about as much as running these small statements. The queries
 // are the package's constants, so the cache is bounded.
 type stmtCache struct {
-	db *sql.DB
-	m  sync.Map // query -> *sql.Stmt
+	db      *sql.DB
+	m       sync.Map // query -> *sql.Stmt
+	pending sync.Map // query run uncached inside a transaction -> struct{}
+}
+
+// lookup returns the cached statement for query, if any.
+func (c *stmtCache) lookup(query string) (*sql.Stmt, bool) {
+	v, ok := c.m.Load(query)
+	if !ok {
+		return nil, false
+	}
+	return v.(*sql.Stmt), true
+}
+
+// preparePending prepares the queries transactions ran uncached. It runs
+// after a transaction has released the write pool's only connection.
+func (c *stmtCache) preparePending(ctx context.Context) {
+	c.pending.Range(func(k, _ any) bool {
+		c.pending.Delete(k)
+		_, _ = c.get(ctx, k.(string)) // a failure leaves the query uncached
+		return true
+	})
 }
 
 func (c *stmtCache) get(ctx context.Context, query string) (*sql.Stmt, error) {
@@ -45,11 +65,17 @@ type errRow struct{ err error }
 func (e errRow) Scan(...any) error { return e.err }
 
 // wexec runs a write statement on the write pool, or inside tx if not nil.
-// Statements inside a transaction are not cached: preparing one on the pool
-// would wait for the pool's only connection, which the transaction holds.
-// The hot single-use writes are single statements outside transactions.
+// Inside a transaction a statement is never prepared on the pool (that would
+// wait for the pool's only connection, which the transaction holds): a
+// cached one is reused on the transaction's connection (the same one, so
+// database/sql does not prepare it again), and an uncached one runs
+// unprepared and is queued for preparation once the transaction ends.
 func (s *Store) wexec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
 	if tx != nil {
+		if st, ok := s.wc.lookup(query); ok {
+			return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+		}
+		s.wc.pending.Store(query, struct{}{})
 		return tx.ExecContext(ctx, query, args...)
 	}
 	st, err := s.wc.get(ctx, query)
@@ -62,6 +88,10 @@ func (s *Store) wexec(ctx context.Context, tx *sql.Tx, query string, args ...any
 // wrow runs a one-row statement on the write pool, or inside tx if not nil.
 func (s *Store) wrow(ctx context.Context, tx *sql.Tx, query string, args ...any) scanner {
 	if tx != nil {
+		if st, ok := s.wc.lookup(query); ok {
+			return tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+		}
+		s.wc.pending.Store(query, struct{}{})
 		return tx.QueryRowContext(ctx, query, args...)
 	}
 	st, err := s.wc.get(ctx, query)
