@@ -318,6 +318,9 @@ type Sessions interface {
 	GetSession(ctx context.Context, hash []byte, now time.Time) (*Session, error)
 	TouchSession(ctx context.Context, hash []byte, now time.Time) error
 	DeleteSession(ctx context.Context, hash []byte) error
+	// DeleteUserSessions deletes every session of userID (account locked);
+	// none is not an error.
+	DeleteUserSessions(ctx context.Context, userID string) error
 }
 
 // Consents stores remembered consents.
@@ -340,6 +343,9 @@ type Tokens interface {
 	RevokeFamily(ctx context.Context, id string, now time.Time, reason string) error
 	// RevokeFamiliesFor revokes every family of userID and clientID (consent revoked).
 	RevokeFamiliesFor(ctx context.Context, userID, clientID string, now time.Time, reason string) error
+	// RevokeClientFamilies revokes every unrevoked family of clientID, for
+	// every user (client disabled).
+	RevokeClientFamilies(ctx context.Context, clientID string, now time.Time, reason string) error
 	CreateRefreshToken(ctx context.Context, t *RefreshToken) error
 	// RotateRefreshToken, in one transaction, checks the token under oldHash
 	// and replaces it with next (which must carry the same FamilyID),

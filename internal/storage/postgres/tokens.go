@@ -69,6 +69,13 @@ func (s *Store) RevokeFamiliesFor(ctx context.Context, userID, clientID string, 
 	return wrap("revoke families", err)
 }
 
+// RevokeClientFamilies revokes every unrevoked family of clientID.
+func (s *Store) RevokeClientFamilies(ctx context.Context, clientID string, now time.Time, reason string) error {
+	_, err := s.pool.Exec(ctx, `UPDATE token_families SET revoked_at = $1, reason = $2
+		WHERE client_id = $3 AND revoked_at IS NULL`, now, reason, clientID)
+	return wrap("revoke client families", err)
+}
+
 const refreshCols = `hash, family_id, client_id, user_id, scope, created_at, expires_at, used_at, successor_hash`
 
 func scanRefresh(row pgx.Row) (*storage.RefreshToken, error) {

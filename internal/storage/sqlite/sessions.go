@@ -43,6 +43,12 @@ func (s *Store) DeleteSession(ctx context.Context, hash []byte) error {
 	return wrap("delete session", err)
 }
 
+// DeleteUserSessions deletes every session of userID.
+func (s *Store) DeleteUserSessions(ctx context.Context, userID string) error {
+	_, err := s.wexec(ctx, nil, `DELETE FROM sessions WHERE user_id = ?`, userID)
+	return wrap("delete user sessions", err)
+}
+
 // GetConsent returns the consent of userID for clientID.
 func (s *Store) GetConsent(ctx context.Context, userID, clientID string) (*storage.Consent, error) {
 	c := storage.Consent{UserID: userID, ClientID: clientID}

@@ -1,6 +1,7 @@
 package storagetest
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -43,6 +44,19 @@ func testSessions(t *testing.T, s storage.Store) {
 	wantErr(t, "DeleteSession", s.DeleteSession(ctx, sess.Hash), nil)
 	_, err = s.GetSession(ctx, sess.Hash, now)
 	wantErr(t, "GetSession deleted", err, storage.ErrNotFound)
+
+	// DeleteUserSessions ends every session of one user, and only theirs.
+	for i, u := range []string{"u-lock", "u-lock", "u-other"} {
+		o := *sess
+		o.Hash, o.UserID = hash(fmt.Sprintf("user-session-%d", i)), u
+		wantErr(t, "CreateSession", s.CreateSession(ctx, &o), nil)
+	}
+	wantErr(t, "DeleteUserSessions none", s.DeleteUserSessions(ctx, "u-nobody"), nil)
+	wantErr(t, "DeleteUserSessions", s.DeleteUserSessions(ctx, "u-lock"), nil)
+	for i, want := range []error{storage.ErrNotFound, storage.ErrNotFound, nil} {
+		_, err = s.GetSession(ctx, hash(fmt.Sprintf("user-session-%d", i)), now)
+		wantErr(t, fmt.Sprintf("GetSession user-session-%d after DeleteUserSessions", i), err, want)
+	}
 }
 
 func testConsents(t *testing.T, s storage.Store) {

@@ -91,6 +91,23 @@ func testFamilies(t *testing.T, s storage.Store) {
 		}
 	}
 	wantErr(t, "RevokeFamiliesFor with nothing to revoke", s.RevokeFamiliesFor(ctx, "u9", "c9", now, "x"), nil)
+
+	// RevokeClientFamilies revokes every user's families of that client only.
+	for _, nf := range []*storage.TokenFamily{
+		newFamily("f-cd-1", "u1", "c-disabled"), newFamily("f-cd-2", "u2", "c-disabled"), newFamily("f-cd-keep", "u1", "c-kept"),
+	} {
+		wantErr(t, "CreateFamily", s.CreateFamily(ctx, nf), nil)
+	}
+	wantErr(t, "RevokeClientFamilies", s.RevokeClientFamilies(ctx, "c-disabled", now.Add(3*time.Hour), "client disabled"), nil)
+	for _, id := range []string{"f-cd-1", "f-cd-2"} {
+		if got := familyRevoked(t, s, id); got.Reason != "client disabled" {
+			t.Fatalf("family %s reason %q", id, got.Reason)
+		}
+	}
+	if got, err := s.GetFamily(ctx, "f-cd-keep"); err != nil || !got.RevokedAt.IsZero() {
+		t.Fatalf("RevokeClientFamilies revoked another client's family: %v %v", got, err)
+	}
+	wantErr(t, "RevokeClientFamilies with nothing to revoke", s.RevokeClientFamilies(ctx, "c9", now, "x"), nil)
 }
 
 func testRefreshTokens(t *testing.T, s storage.Store) {
