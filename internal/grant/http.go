@@ -1,8 +1,6 @@
 package grant
 
 import (
-	"errors"
-	"mime"
 	"net/http"
 
 	"github.com/fhirgate/fhirgate/internal/clientauth"
@@ -42,25 +40,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.Refuse(r.Context(), req, err)
 		h.writeError(w, r, err)
 	}
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "application/x-www-form-urlencoded" {
-		fail(oauth.Errorf(oauth.InvalidRequest, "Content-Type must be application/x-www-form-urlencoded"))
+	if err := httpx.ParseOAuthForm(w, r); err != nil {
+		fail(err)
 		return
 	}
-	if err := httpx.ParseForm(w, r); err != nil {
-		if errors.Is(err, httpx.ErrBodyTooLarge) {
-			fail(oauth.Wrap(oauth.InvalidRequest, "request body too large", err))
-		} else {
-			fail(oauth.Wrap(oauth.InvalidRequest, "malformed form body", err))
-		}
-		return
-	}
-	for name, vs := range r.PostForm {
-		if len(vs) > 1 {
-			fail(oauth.Errorf(oauth.InvalidRequest, "parameter %q repeated", name))
-			return
-		}
-	}
+	var err error
 	req.Form = r.PostForm
 	req.Credentials, err = clientauth.FromRequest(r, h.opts.TrustedProxies)
 	if err != nil {

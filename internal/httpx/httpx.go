@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
 	"net/netip"
@@ -111,4 +112,27 @@ func PageSecurityHeaders(w http.ResponseWriter, formAction ...string) {
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-store")
+}
+
+// ParseOAuthForm parses the body of an OAuth endpoint request (token,
+// PAR, revocation, introspection): the Content-Type must be
+// application/x-www-form-urlencoded, the body at most MaxFormBytes, and no
+// parameter may be repeated (RFC 6749 §3.2). Refusals are invalid_request.
+func ParseOAuthForm(w http.ResponseWriter, r *http.Request) error {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/x-www-form-urlencoded" {
+		return oauth.Errorf(oauth.InvalidRequest, "Content-Type must be application/x-www-form-urlencoded")
+	}
+	if err := ParseForm(w, r); err != nil {
+		if errors.Is(err, ErrBodyTooLarge) {
+			return oauth.Wrap(oauth.InvalidRequest, "request body too large", err)
+		}
+		return oauth.Wrap(oauth.InvalidRequest, "malformed form body", err)
+	}
+	for name, vs := range r.PostForm {
+		if len(vs) > 1 {
+			return oauth.Errorf(oauth.InvalidRequest, "parameter %q repeated", name)
+		}
+	}
+	return nil
 }

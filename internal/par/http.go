@@ -2,8 +2,6 @@ package par
 
 import (
 	"context"
-	"errors"
-	"mime"
 	"net/http"
 
 	"github.com/fhirgate/fhirgate/internal/audit"
@@ -29,29 +27,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuseEarly(r.Context(), req, err)
 		httpx.WriteOAuthError(w, r, h.opts.Logger, err)
 	}
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "application/x-www-form-urlencoded" {
-		fail(oauth.Errorf(oauth.InvalidRequest, "Content-Type must be application/x-www-form-urlencoded"))
-		return
-	}
 	if r.URL.RawQuery != "" {
 		fail(oauth.Errorf(oauth.InvalidRequest, "parameters go in the request body, not the URL"))
 		return
 	}
-	if err := httpx.ParseForm(w, r); err != nil {
-		if errors.Is(err, httpx.ErrBodyTooLarge) {
-			fail(oauth.Wrap(oauth.InvalidRequest, "request body too large", err))
-		} else {
-			fail(oauth.Wrap(oauth.InvalidRequest, "malformed form body", err))
-		}
+	if err := httpx.ParseOAuthForm(w, r); err != nil {
+		fail(err)
 		return
 	}
-	for name, vs := range r.PostForm {
-		if len(vs) > 1 {
-			fail(oauth.Errorf(oauth.InvalidRequest, "parameter %q repeated", name))
-			return
-		}
-	}
+	var err error
 	req.Form = r.PostForm
 	if req.Credentials, err = clientauth.FromRequest(r, h.opts.TrustedProxies); err != nil {
 		fail(err)

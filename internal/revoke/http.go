@@ -1,8 +1,6 @@
 package revoke
 
 import (
-	"errors"
-	"mime"
 	"net/http"
 
 	"github.com/fhirgate/fhirgate/internal/clientauth"
@@ -46,29 +44,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.Refuse(r.Context(), req, err)
 		httpx.WriteOAuthError(w, r, h.opts.Logger, err)
 	}
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "application/x-www-form-urlencoded" {
-		fail(oauth.Errorf(oauth.InvalidRequest, "Content-Type must be application/x-www-form-urlencoded"))
-		return
-	}
-	if err := httpx.ParseForm(w, r); err != nil {
-		if errors.Is(err, httpx.ErrBodyTooLarge) {
-			fail(oauth.Wrap(oauth.InvalidRequest, "request body too large", err))
-		} else {
-			fail(oauth.Wrap(oauth.InvalidRequest, "malformed form body", err))
-		}
+	if err := httpx.ParseOAuthForm(w, r); err != nil {
+		fail(err)
 		return
 	}
 	if len(r.URL.Query()["token"]) > 0 {
 		fail(oauth.Errorf(oauth.InvalidRequest, "the token must be sent in the request body"))
 		return
 	}
-	for name, vs := range r.PostForm {
-		if len(vs) > 1 {
-			fail(oauth.Errorf(oauth.InvalidRequest, "parameter %q repeated", name))
-			return
-		}
-	}
+	var err error
 	req.Token = r.PostForm.Get("token")
 	req.Hint = r.PostForm.Get("token_type_hint")
 	req.Credentials, err = clientauth.FromRequest(r, h.opts.TrustedProxies)
