@@ -62,6 +62,7 @@ func newPeople(cfg *config.Config, store storage.Store, km *keys.Manager, sessio
 		return nil, fmt.Errorf("account pages: %w", err)
 	}
 	p.console, err = console.New(console.Options{Sessions: sessions, Users: store, Clients: store, MFA: p.mfa,
+		UserSessions: store, Families: store,
 		Audit: deps.audit, Anomalies: deps.anomalies, Keys: km, Auditor: auditor, Logger: log, Now: now})
 	if err != nil {
 		return nil, fmt.Errorf("console: %w", err)

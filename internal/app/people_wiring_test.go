@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -153,5 +154,70 @@ func TestPeoplePagesUseTheAuditTrailAndAnomalies(t *testing.T) {
 	p = ada.get(g.srv.app.URL() + "/console/audit?client=" + url.QueryEscape(g.public.ID))
 	if p.status != http.StatusOK || !strings.Contains(p.body, "fhir.request") {
 		t.Fatalf("console audit search (status %d):\n%s", p.status, p.body)
+	}
+}
+
+// consoleCSRF reads the CSRF token of a console page.
+func consoleCSRF(t *testing.T, b *browser, u string) string {
+	t.Helper()
+	p := b.get(u)
+	m := csrfValueRe.FindStringSubmatch(p.body)
+	if m == nil {
+		t.Fatalf("no csrf token on %s (status %d)", u, p.status)
+	}
+	return m[1]
+}
+
+var csrfValueRe = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// TestConsoleLockAndDisableInTheRunningServer: locking a user in the console
+// ends their session (the next app launch asks them to sign in, no SSO);
+// disabling a client revokes its families, so the gateway refuses its
+// access token within the revocation bound and its refresh token fails.
+func TestConsoleLockAndDisableInTheRunningServer(t *testing.T) {
+	ctx := context.Background()
+	g := newGatewayFixture(t, map[string]string{"revocation.poll_interval": "200ms", "revocation.max_staleness": "2s"})
+	a := g.srv.app
+	b := newBrowser(t, a.URL(), redirectURI)
+	tok := g.signIn(t, b)
+	authURL := g.oc.AuthCodeURL("state-lock-1", oauth2.S256ChallengeOption(oauth2.GenerateVerifier()),
+		oauth2.SetAuthURLParam("aud", a.FHIRBase()))
+	if p := b.get(authURL); strings.Contains(p.body, `action="/authorize/login"`) {
+		t.Fatal("no SSO before the lock")
+	}
+	amy, err := a.Store().GetUserByUsername(ctx, "amy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ada := g.adminBrowser(t)
+	csrf := consoleCSRF(t, ada, a.URL()+"/console/users")
+	if p := ada.submit(form{action: "/console/users/" + amy.ID + "/lock"}, url.Values{"csrf": {csrf}}); p.status >= 400 {
+		t.Fatalf("lock: %d", p.status)
+	}
+	if u, _ := a.Store().GetUser(ctx, amy.ID); !time.Now().Before(u.LockedUntil) {
+		t.Fatal("not locked")
+	}
+	p := b.get(authURL)
+	if p.location != nil || !strings.Contains(p.body, `action="/authorize/login"`) {
+		t.Fatalf("locked user's session still signs in apps: %d %v", p.status, p.location)
+	}
+
+	// Disable the client.
+	if code := g.gatewayGet(t, tok.AccessToken, "/Patient/pt-001"); code != http.StatusOK {
+		t.Fatalf("gateway before disabling: %d", code)
+	}
+	csrf = consoleCSRF(t, ada, a.URL()+"/console/clients")
+	if p := ada.submit(form{action: "/console/clients/" + g.public.ID + "/disable"}, url.Values{"csrf": {csrf}}); p.status >= 400 {
+		t.Fatalf("disable: %d", p.status)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for g.gatewayGet(t, tok.AccessToken, "/Patient/pt-001") != http.StatusUnauthorized {
+		if time.Now().After(deadline) {
+			t.Fatal("the gateway still accepts a disabled client's access token")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := g.oc.TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token(); err == nil {
+		t.Fatal("a disabled client's refresh token still works")
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
 
 	"github.com/fhirgate/fhirgate/internal/adminapi"
 	"github.com/fhirgate/fhirgate/internal/anomaly"
@@ -224,6 +225,7 @@ func TestGatewayProtection(t *testing.T) {
 		return resp.StatusCode, string(b), resp.Header
 	}
 	r := fx.launch(t, oc, "amy", "amy-password", "")
+	r2 := fx.launch(t, oc, "amy", "amy-password", "") // a second app session, from before the suspension
 	client := oc.Client(ctx, r.tok)
 	if c, body, _ := fetch(client, base+"/Patient/pt-001"); c != 200 { // budget 1 of 4
 		t.Fatalf("own patient: %d %s", c, body)
@@ -233,11 +235,17 @@ func TestGatewayProtection(t *testing.T) {
 		t.Fatal("a token in the URL was accepted")
 	}
 	waitUntil(t, func() bool { return suspendedAny(srv) })
-	r2 := fx.launch(t, oc, "amy", "amy-password", "")
 	client2 := oc.Client(ctx, r2.tok)
 	c, body, _ := fetch(client2, base+"/Patient/pt-001")
 	if c != http.StatusForbidden || !strings.Contains(body, `"suspended"`) {
-		t.Fatalf("suspended user's new token: %d %s", c, body)
+		t.Fatalf("suspended user's other token: %d %s", c, body)
+	}
+	// A new launch is refused at /authorize after sign-in (access_denied).
+	b := newBrowser(t, srv.app.URL(), redirectURI)
+	p := b.get(oc.AuthCodeURL("state-suspended", oauth2.S256ChallengeOption(oauth2.GenerateVerifier()), oauth2.SetAuthURLParam("aud", base)))
+	p = b.submit(onlyForm(t, p, "/authorize/login"), url.Values{"username": {"amy"}, "password": {"amy-password"}})
+	if p.location == nil || p.location.Query().Get("error") != "access_denied" {
+		t.Fatalf("suspended user's new launch: %d %v", p.status, p.location)
 	}
 	// An admin clears it through the admin API.
 	tok := adminToken(t, srv)

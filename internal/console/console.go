@@ -41,12 +41,27 @@ type KeyManager interface {
 	Rotate(ctx context.Context) ([]string, error)
 }
 
+// UserSessionEnder deletes every session of a user (storage.Sessions).
+type UserSessionEnder interface {
+	DeleteUserSessions(ctx context.Context, userID string) error
+}
+
+// ClientFamilyRevoker revokes every token family of a client (storage.Tokens).
+type ClientFamilyRevoker interface {
+	RevokeClientFamilies(ctx context.Context, clientID string, now time.Time, reason string) error
+}
+
 // Options configures the console.
 type Options struct {
 	Sessions *session.Manager
 	Users    storage.Users
 	Clients  storage.Clients
 	MFA      MFA // required: administrators must use a second factor
+	// UserSessions ends every session of a user the console locks (required).
+	UserSessions UserSessionEnder
+	// Families revokes every token family of a client the console disables,
+	// so the gateway refuses its tokens within the revocation bound (required).
+	Families ClientFamilyRevoker
 	// Optional sections: without them the page says the feature is off.
 	Audit     export.Querier
 	Anomalies anomaly.Store
@@ -76,6 +91,8 @@ func New(opts Options) (*Handler, error) {
 	need(opts.Users != nil, "Users")
 	need(opts.Clients != nil, "Clients")
 	need(opts.MFA != nil, "MFA")
+	need(opts.UserSessions != nil, "UserSessions")
+	need(opts.Families != nil, "Families")
 	need(opts.Auditor != nil, "Auditor")
 	if opts.PasswordParams == (password.Params{}) {
 		opts.PasswordParams = password.Default
@@ -210,7 +227,15 @@ func (h *Handler) SetDisabled(ctx context.Context, id string, disabled bool) err
 		c.Disabled, c.UpdatedAt = disabled, h.opts.Now()
 		return nil
 	})
-	return err
+	if err != nil || !disabled {
+		return err
+	}
+	// Its refresh tokens stop at once, its access tokens at the gateway
+	// within the revocation bound.
+	if err := h.opts.Families.RevokeClientFamilies(ctx, id, h.opts.Now(), "client disabled"); err != nil {
+		return fmt.Errorf("revoke the client's tokens: %w", err)
+	}
+	return nil
 }
 
 var (
@@ -259,8 +284,14 @@ const lockFor = 100 * 365 * 24 * time.Hour
 
 // Lock locks user id until an administrator unlocks it.
 func (h *Handler) Lock(ctx context.Context, id string) error {
-	_, err := h.opts.Users.RecordLoginFailure(ctx, id, h.opts.Now(), 1, lockFor)
-	return err
+	if _, err := h.opts.Users.RecordLoginFailure(ctx, id, h.opts.Now(), 1, lockFor); err != nil {
+		return err
+	}
+	// A locked account keeps no session: no more SSO into app launches.
+	if err := h.opts.UserSessions.DeleteUserSessions(ctx, id); err != nil {
+		return fmt.Errorf("end the user's sessions: %w", err)
+	}
+	return nil
 }
 
 // Unlock clears user id's lock and failure count.

@@ -81,7 +81,7 @@ func newEnv(t testing.TB) *env {
 		UserID: "u-amy", SourceIP: "203.0.113.9", Reason: "wrong password"})}); err != nil {
 		t.Fatal(err)
 	}
-	ch, err := console.New(console.Options{Sessions: sessions, Users: st, Clients: st, MFA: svc, Audit: trail, Anomalies: e.anom,
+	ch, err := console.New(console.Options{Sessions: sessions, Users: st, Clients: st, MFA: svc, UserSessions: st, Families: st, Audit: trail, Anomalies: e.anom,
 		Keys: e.km, PasswordParams: cheap, Auditor: e.rec})
 	if err != nil {
 		t.Fatal(err)
@@ -272,9 +272,22 @@ func TestConsoleClients(t *testing.T) {
 	if c, _ := e.store.GetClient(ctx, pub.ID); c.Name != "Growth Charts 2" || c.AuthMethod != "none" {
 		t.Fatalf("edited: %+v", c)
 	}
+	// Disabling revokes every user's token families of the client.
+	for _, f := range []storage.TokenFamily{{ID: "fam-1", ClientID: pub.ID, UserID: "u-amy"}, {ID: "fam-2", ClientID: pub.ID, UserID: "u-ada"},
+		{ID: "fam-other", ClientID: conf.ID, UserID: "u-amy"}} {
+		f.Scope, f.CreatedAt, f.ExpiresAt = "patient/*.rs", time.Now(), time.Now().Add(time.Hour)
+		if err := e.store.CreateFamily(ctx, &f); err != nil {
+			t.Fatal(err)
+		}
+	}
 	b.post(console.Path+"/clients/"+pub.ID+"/disable", url.Values{"csrf": {csrf}})
 	if c, _ := e.store.GetClient(ctx, pub.ID); !c.Disabled {
 		t.Fatal("not disabled")
+	}
+	for id, want := range map[string]bool{"fam-1": true, "fam-2": true, "fam-other": false} {
+		if f, err := e.store.GetFamily(ctx, id); err != nil || f.RevokedAt.IsZero() == want {
+			t.Fatalf("family %s after disabling: %+v %v (want revoked %v)", id, f, err, want)
+		}
 	}
 	b.post(console.Path+"/clients/"+pub.ID+"/enable", url.Values{"csrf": {csrf}})
 	if c, _ := e.store.GetClient(ctx, pub.ID); c.Disabled {
@@ -395,7 +408,14 @@ func TestLockEndsSessions(t *testing.T) {
 	ada := e.adminWithMFA()
 	p := ada.get(console.Path + "/users")
 	ada.post(console.Path+"/users/u-amy/lock", url.Values{"csrf": {csrfOf(t, p.body)}})
+	// The session was deleted, not only refused while locked: unlocking
+	// (before amy's browser comes back) does not revive it.
+	p = ada.get(console.Path + "/users")
+	ada.post(console.Path+"/users/u-amy/unlock", url.Values{"csrf": {csrfOf(t, p.body)}})
+	if u, _ := e.store.GetUser(context.Background(), "u-amy"); time.Now().Before(u.LockedUntil) {
+		t.Fatal("not unlocked")
+	}
 	if p := amy.get(account.PathApps); p.status != http.StatusSeeOther || !strings.HasPrefix(p.location, account.PathLogin) {
-		t.Fatalf("locked user's session: %d %q", p.status, p.location)
+		t.Fatalf("session survived the lock: %d %q", p.status, p.location)
 	}
 }
