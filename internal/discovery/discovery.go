@@ -58,6 +58,8 @@ type Options struct {
 	ScopesSupported []string
 	// ClaimsSupported (OIDC) defaults to DefaultClaims().
 	ClaimsSupported []string
+	// ACRValues (OIDC acr_values_supported) defaults to DefaultACRValues().
+	ACRValues []string
 	// Style is the SMART style document; zero means DefaultStyle().
 	Style Style
 
@@ -156,7 +158,14 @@ func DefaultScopes() []string {
 
 // DefaultClaims lists the id_token and userinfo claims the server issues.
 func DefaultClaims() []string {
-	return []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "fhirUser", "name", "preferred_username"}
+	return []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "amr", "acr", "fhirUser", "name", "preferred_username"}
+}
+
+// DefaultACRValues are the authentication context classes id_tokens carry
+// in acr: password only, and password plus a one-time code (the values of
+// session.ACRPassword and session.ACRMultiFactor; a test keeps them equal).
+func DefaultACRValues() []string {
+	return []string{"urn:fhirgate:acr:1fa", "urn:fhirgate:acr:2fa"}
 }
 
 // Style is a SMART style document (App Launch "Styling", context-style).
@@ -251,6 +260,7 @@ type OpenIDConfiguration struct {
 	IDTokenSigningAlgValuesSupported  []string `json:"id_token_signing_alg_values_supported"`
 	TokenEndpointAuthMethodsSupported []string `json:"token_endpoint_auth_methods_supported"`
 	ClaimsSupported                   []string `json:"claims_supported"`
+	ACRValuesSupported                []string `json:"acr_values_supported"`
 	CodeChallengeMethodsSupported     []string `json:"code_challenge_methods_supported"`
 	ClaimsParameterSupported          bool     `json:"claims_parameter_supported"`
 	RequestParameterSupported         bool     `json:"request_parameter_supported"`
@@ -355,6 +365,13 @@ func buildDocuments(opts *Options) (*documents, error) {
 	if err := checkList("ClaimsSupported", claims); err != nil {
 		return nil, err
 	}
+	acrs := opts.ACRValues
+	if acrs == nil {
+		acrs = DefaultACRValues()
+	}
+	if err := checkList("ACRValues", acrs); err != nil {
+		return nil, err
+	}
 	style := opts.Style
 	if style == (Style{}) {
 		style = DefaultStyle()
@@ -392,6 +409,7 @@ func buildDocuments(opts *Options) (*documents, error) {
 		IDTokenSigningAlgValuesSupported:  idTokenAlgs(),
 		TokenEndpointAuthMethodsSupported: authMethods(opts),
 		ClaimsSupported:                   slices.Clone(claims),
+		ACRValuesSupported:                slices.Clone(acrs),
 		CodeChallengeMethodsSupported:     pkceMethods(),
 		AuthorizationResponseISSSupported: true,
 		Extensions:                        ext.clone(),

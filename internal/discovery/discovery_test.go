@@ -19,6 +19,7 @@ import (
 
 	"github.com/fhirgate/fhirgate/internal/discovery"
 	"github.com/fhirgate/fhirgate/internal/keys"
+	"github.com/fhirgate/fhirgate/internal/session"
 	"github.com/fhirgate/fhirgate/internal/storage/sqlite"
 	"github.com/fhirgate/fhirgate/internal/token"
 )
@@ -227,10 +228,13 @@ func TestOpenIDConfigurationWithGoOIDC(t *testing.T) {
 		}
 	}
 	claims := strs(t, doc, "claims_supported")
-	for _, c := range []string{"sub", "fhirUser", "nonce", "at_hash"} {
+	for _, c := range []string{"sub", "fhirUser", "nonce", "at_hash", "amr", "acr"} {
 		if !slices.Contains(claims, c) {
 			t.Errorf("claims_supported lacks %s", c)
 		}
+	}
+	if got := strs(t, doc, "acr_values_supported"); !slices.Equal(got, []string{session.ACRPassword, session.ACRMultiFactor}) {
+		t.Errorf("acr_values_supported = %v", got)
 	}
 	for k, want := range map[string]bool{
 		"request_parameter_supported":                    false,
