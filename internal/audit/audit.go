@@ -53,12 +53,15 @@ const (
 	ActionAuditQuery          Action = "audit.query"
 )
 
-// Actions recorded by the FHIR gateway (the gateway package uses the same
-// strings under its own names).
+// Actions recorded by the FHIR gateway (package gateway re-exports them
+// under the same names).
 const (
 	ActionFHIRRequest  Action = "fhir.request"
 	ActionFHIRFiltered Action = "fhir.filtered"
 	ActionTokenLeaked  Action = "token.leaked"
+	// ActionFHIRResponse records the status a forwarded request's client
+	// got (Reason "HTTP 200"; Success below 400), after its fhir.request.
+	ActionFHIRResponse Action = "fhir.response"
 )
 
 // Binding is how an access token is bound to its client.

@@ -111,6 +111,13 @@ func TestUpstreamIgnoringPatientParamIsFiltered(t *testing.T) {
 	if !f.audit.Has(ActionFHIRFiltered, audit.Failure) {
 		t.Fatal("removal not audited")
 	}
+	for _, e := range f.audit.Events() {
+		if e.Action == ActionFHIRFiltered {
+			if e.EntriesFiltered == 0 || !strings.HasPrefix(e.Reason, fmt.Sprintf("removed %d Bundle entries", e.EntriesFiltered)) {
+				t.Fatalf("EntriesFiltered %d, reason %q", e.EntriesFiltered, e.Reason)
+			}
+		}
+	}
 }
 
 func TestIncludeDraggingAnotherPatientIsFiltered(t *testing.T) {
@@ -138,7 +145,7 @@ func TestIncludeDraggingAnotherPatientIsFiltered(t *testing.T) {
 	}
 	var filtered bool
 	for _, e := range f.audit.Events() {
-		if e.Action == ActionFHIRFiltered && strings.Contains(e.Reason, "Observation/obs-002-01") && e.Patient == patientA {
+		if e.Action == ActionFHIRFiltered && strings.Contains(e.Reason, "Observation/obs-002-01") && e.Patient == patientA && e.EntriesFiltered >= 1 {
 			filtered = true
 		}
 	}

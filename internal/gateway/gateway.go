@@ -39,17 +39,17 @@ import (
 const (
 	// ActionFHIRRequest is a FHIR request decided by the gateway: Success
 	// when it is forwarded, Failure when it is refused (Reason says why).
-	ActionFHIRRequest audit.Action = "fhir.request"
+	ActionFHIRRequest = audit.ActionFHIRRequest
 	// ActionFHIRFiltered records resources removed from (or withheld in) a
 	// response because they lie outside what the token may see.
-	ActionFHIRFiltered audit.Action = "fhir.filtered"
+	ActionFHIRFiltered = audit.ActionFHIRFiltered
 	// ActionTokenLeaked records an access token sent in a URL query or a
 	// form body; the token is revoked.
-	ActionTokenLeaked audit.Action = "token.leaked"
+	ActionTokenLeaked = audit.ActionTokenLeaked
 	// ActionFHIRResponse records the outcome of a forwarded request: the
 	// status the client got (Reason "HTTP 200"), Success below 400. It
 	// follows the write-ahead fhir.request event of the same request.
-	ActionFHIRResponse audit.Action = "fhir.response"
+	ActionFHIRResponse = audit.ActionFHIRResponse
 )
 
 // Defaults.

@@ -15,6 +15,7 @@ import (
 type verdict struct {
 	withheld string // what was removed or hidden, and why ("" = nothing)
 	notFound bool   // the whole response is replaced by 404
+	entries  int    // how many resources or Bundle entries were withheld
 }
 
 // maxWithheldListed bounds the resources named in one filter audit event.
@@ -32,7 +33,7 @@ func (h *Handler) inspect(x *exchange, body []byte) ([]byte, verdict, error) {
 	case "Parameters":
 		// Operation results; they pass only when they carry no resource.
 		if bytes.Contains(body, []byte(`"resource"`)) {
-			return nil, verdict{withheld: "Parameters carrying resources", notFound: true}, nil
+			return nil, verdict{withheld: "Parameters carrying resources", notFound: true, entries: 1}, nil
 		}
 		return body, verdict{}, nil
 	case "Bundle":
@@ -44,10 +45,10 @@ func (h *Handler) inspect(x *exchange, body []byte) ([]byte, verdict, error) {
 		if len(removed) == 0 {
 			return body, verdict{}, nil
 		}
-		return out, verdict{withheld: describeRemoved(removed)}, nil
+		return out, verdict{withheld: describeRemoved(removed), entries: len(removed)}, nil
 	}
 	if ok, why := h.allowResource(x, typ, id, body, nil, false); !ok {
-		return nil, verdict{withheld: typ + "/" + id + ": " + why, notFound: true}, nil
+		return nil, verdict{withheld: typ + "/" + id + ": " + why, notFound: true, entries: 1}, nil
 	}
 	return body, verdict{}, nil
 }

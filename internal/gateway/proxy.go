@@ -153,6 +153,7 @@ func (h *Handler) modifyResponse(resp *http.Response) error {
 	if verdict.withheld != "" {
 		ev := x.event
 		ev.Time, ev.Action, ev.Outcome, ev.Reason = h.opts.Now(), ActionFHIRFiltered, audit.Failure, verdict.withheld
+		ev.EntriesFiltered = verdict.entries
 		h.recordCtx(resp.Request.Context(), ev)
 		if verdict.notFound {
 			return replaceBody(resp, http.StatusNotFound, notFoundBody)
