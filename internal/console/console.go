@@ -46,9 +46,11 @@ type UserSessionEnder interface {
 	DeleteUserSessions(ctx context.Context, userID string) error
 }
 
-// ClientFamilyRevoker revokes every token family of a client (storage.Tokens).
-type ClientFamilyRevoker interface {
+// FamilyRevoker revokes every token family of a client or of a user
+// (storage.Tokens).
+type FamilyRevoker interface {
 	RevokeClientFamilies(ctx context.Context, clientID string, now time.Time, reason string) error
+	RevokeUserFamilies(ctx context.Context, userID string, now time.Time, reason string) error
 }
 
 // Options configures the console.
@@ -61,7 +63,7 @@ type Options struct {
 	UserSessions UserSessionEnder
 	// Families revokes every token family of a client the console disables,
 	// so the gateway refuses its tokens within the revocation bound (required).
-	Families ClientFamilyRevoker
+	Families FamilyRevoker
 	// Optional sections: without them the page says the feature is off.
 	Audit     export.Querier
 	Anomalies anomaly.Store
@@ -287,9 +289,14 @@ func (h *Handler) Lock(ctx context.Context, id string) error {
 	if _, err := h.opts.Users.RecordLoginFailure(ctx, id, h.opts.Now(), 1, lockFor); err != nil {
 		return err
 	}
-	// A locked account keeps no session: no more SSO into app launches.
+	// A locked account keeps no session (no more SSO into app launches) and
+	// no app access: its token families are revoked, so refresh tokens fail
+	// at once and access tokens at the gateway within the revocation bound.
 	if err := h.opts.UserSessions.DeleteUserSessions(ctx, id); err != nil {
 		return fmt.Errorf("end the user's sessions: %w", err)
+	}
+	if err := h.opts.Families.RevokeUserFamilies(ctx, id, h.opts.Now(), "account locked"); err != nil {
+		return fmt.Errorf("revoke the user's tokens: %w", err)
 	}
 	return nil
 }

@@ -405,9 +405,20 @@ func TestLockEndsSessions(t *testing.T) {
 	if p := amy.get(account.PathApps); p.status != http.StatusOK {
 		t.Fatalf("before lock: %d", p.status)
 	}
+	ctx := context.Background()
+	now := time.Now()
+	fam := &storage.TokenFamily{ID: "fam-amy", ClientID: "c-any", UserID: "u-amy", Scope: "offline_access patient/*.rs",
+		CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	if err := e.store.CreateFamily(ctx, fam); err != nil {
+		t.Fatal(err)
+	}
 	ada := e.adminWithMFA()
 	p := ada.get(console.Path + "/users")
 	ada.post(console.Path+"/users/u-amy/lock", url.Values{"csrf": {csrfOf(t, p.body)}})
+	// The lock revoked amy's app access too.
+	if got, err := e.store.GetFamily(ctx, fam.ID); err != nil || got.RevokedAt.IsZero() {
+		t.Fatalf("family after lock: %+v %v, want revoked", got, err)
+	}
 	// The session was deleted, not only refused while locked: unlocking
 	// (before amy's browser comes back) does not revive it.
 	p = ada.get(console.Path + "/users")

@@ -346,6 +346,9 @@ type Tokens interface {
 	// RevokeClientFamilies revokes every unrevoked family of clientID, for
 	// every user (client disabled).
 	RevokeClientFamilies(ctx context.Context, clientID string, now time.Time, reason string) error
+	// RevokeUserFamilies revokes every unrevoked family of userID, for every
+	// client (account locked by an administrator).
+	RevokeUserFamilies(ctx context.Context, userID string, now time.Time, reason string) error
 	CreateRefreshToken(ctx context.Context, t *RefreshToken) error
 	// RotateRefreshToken, in one transaction, checks the token under oldHash
 	// and replaces it with next (which must carry the same FamilyID),

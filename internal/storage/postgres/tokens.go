@@ -76,6 +76,13 @@ func (s *Store) RevokeClientFamilies(ctx context.Context, clientID string, now t
 	return wrap("revoke client families", err)
 }
 
+// RevokeUserFamilies revokes every unrevoked family of userID.
+func (s *Store) RevokeUserFamilies(ctx context.Context, userID string, now time.Time, reason string) error {
+	_, err := s.pool.Exec(ctx, `UPDATE token_families SET revoked_at = $1, reason = $2
+		WHERE user_id = $3 AND revoked_at IS NULL`, now, reason, userID)
+	return wrap("revoke user families", err)
+}
+
 const refreshCols = `hash, family_id, client_id, user_id, scope, created_at, expires_at, used_at, successor_hash`
 
 func scanRefresh(row pgx.Row) (*storage.RefreshToken, error) {

@@ -84,6 +84,13 @@ func (s *Store) RevokeClientFamilies(ctx context.Context, clientID string, now t
 	return wrap("revoke client families", err)
 }
 
+// RevokeUserFamilies revokes every unrevoked family of userID.
+func (s *Store) RevokeUserFamilies(ctx context.Context, userID string, now time.Time, reason string) error {
+	_, err := s.wexec(ctx, nil, `UPDATE token_families SET revoked_at = ?, reason = ?
+		WHERE user_id = ? AND revoked_at IS NULL`, micros(now), reason, userID)
+	return wrap("revoke user families", err)
+}
+
 const refreshCols = `hash, family_id, client_id, user_id, scope, created_at, expires_at, used_at, successor_hash`
 
 func scanRefresh(sc scanner) (*storage.RefreshToken, error) {

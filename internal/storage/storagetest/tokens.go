@@ -108,6 +108,23 @@ func testFamilies(t *testing.T, s storage.Store) {
 		t.Fatalf("RevokeClientFamilies revoked another client's family: %v %v", got, err)
 	}
 	wantErr(t, "RevokeClientFamilies with nothing to revoke", s.RevokeClientFamilies(ctx, "c9", now, "x"), nil)
+
+	// RevokeUserFamilies revokes every client's families of that user only.
+	for _, nf := range []*storage.TokenFamily{
+		newFamily("f-ul-1", "u-locked", "c1"), newFamily("f-ul-2", "u-locked", "c2"), newFamily("f-ul-keep", "u-other", "c1"),
+	} {
+		wantErr(t, "CreateFamily", s.CreateFamily(ctx, nf), nil)
+	}
+	wantErr(t, "RevokeUserFamilies", s.RevokeUserFamilies(ctx, "u-locked", now.Add(4*time.Hour), "account locked"), nil)
+	for _, id := range []string{"f-ul-1", "f-ul-2"} {
+		if got := familyRevoked(t, s, id); got.Reason != "account locked" {
+			t.Fatalf("family %s reason %q", id, got.Reason)
+		}
+	}
+	if got, err := s.GetFamily(ctx, "f-ul-keep"); err != nil || !got.RevokedAt.IsZero() {
+		t.Fatalf("RevokeUserFamilies revoked another user's family: %v %v", got, err)
+	}
+	wantErr(t, "RevokeUserFamilies with nothing to revoke", s.RevokeUserFamilies(ctx, "u9", now, "x"), nil)
 }
 
 func testRefreshTokens(t *testing.T, s storage.Store) {
