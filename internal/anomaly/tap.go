@@ -8,13 +8,6 @@ import (
 	"github.com/fhirgate/fhirgate/internal/metrics"
 )
 
-// Audit actions of other features the tap understands (named here by value
-// so the detector does not depend on the features).
-const (
-	auditFHIRRequest audit.Action = "fhir.request" // gateway.ActionFHIRRequest
-	auditTokenLeaked audit.Action = "token.leaked" // gateway.ActionTokenLeaked
-)
-
 // Tap is an audit.Auditor that passes every event to Next and feeds the
 // detector (and the token and refusal counters) what the event shows.
 // Wrapping the auditor the features already report to lets the detector
@@ -63,7 +56,7 @@ func count(m *metrics.Registry, e audit.Event) {
 			code = "other"
 		}
 		m.Refused("token", code)
-	case auditFHIRRequest:
+	case audit.ActionFHIRRequest:
 		if e.Outcome == audit.Failure {
 			m.Refused("gateway", gatewayReason(e.Reason))
 		}
@@ -73,7 +66,7 @@ func count(m *metrics.Registry, e audit.Event) {
 		}
 	case audit.ActionLockout:
 		m.Refused("login", "lockout")
-	case auditTokenLeaked:
+	case audit.ActionTokenLeaked:
 		m.Refused("gateway", "token_in_url")
 	}
 }
@@ -137,7 +130,7 @@ func Observations(e audit.Event) []Observation {
 	failed := e.Outcome == audit.Failure
 	replay := failed && strings.Contains(strings.ToLower(e.Reason), "replay")
 	switch e.Action {
-	case auditFHIRRequest:
+	case audit.ActionFHIRRequest:
 		if failed && ownRefusal(e.Reason) {
 			return nil
 		}
@@ -173,7 +166,7 @@ func Observations(e audit.Event) []Observation {
 		o := base
 		o.Kind, o.Detail = Replay, "an authorization code"
 		out = append(out, o)
-	case auditTokenLeaked:
+	case audit.ActionTokenLeaked:
 		o := base
 		o.Kind, o.Detail = TokenInURL, "a URL query or form body"
 		out = append(out, o)
