@@ -22,6 +22,21 @@ type Tap struct {
 // Record implements audit.Auditor: Next's answer is returned unchanged.
 func (t Tap) Record(ctx context.Context, e audit.Event) error {
 	err := t.Next.Record(ctx, e)
+	t.observe(e)
+	return err
+}
+
+// Enqueue implements audit.Enqueuer: it passes e on without waiting when Next
+// can, and feeds the detector as Record does.
+func (t Tap) Enqueue(ctx context.Context, e audit.Event) error {
+	err := audit.Enqueue(ctx, t.Next, e)
+	t.observe(e)
+	return err
+}
+
+var _ audit.Enqueuer = Tap{}
+
+func (t Tap) observe(e audit.Event) {
 	if t.Detector != nil {
 		for _, o := range Observations(e) {
 			t.Detector.Observe(o)
@@ -30,7 +45,6 @@ func (t Tap) Record(ctx context.Context, e audit.Event) error {
 	if t.Metrics != nil {
 		count(t.Metrics, e)
 	}
-	return err
 }
 
 // count feeds the tokens-issued and refusals counters. Label values come

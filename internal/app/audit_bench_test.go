@@ -32,7 +32,11 @@ func BenchmarkGatewayAudit(b *testing.B) {
 	} {
 		b.Run(mode.name, func(b *testing.B) {
 			srv := startServer(b, map[string]string{"gateway.upstream": ehrSrv.URL, "gateway.upstream_auth": "basic:gw:ehr-secret",
-				"audit.sink": mode.sink, "audit.mode": mode.mode})
+				"audit.sink": mode.sink, "audit.mode": mode.mode,
+				// One client at full speed is the load here, not an attack:
+				// no rate limits, and the detector's record-only default.
+				"ratelimit.gateway_per_ip": "off", "ratelimit.gateway_per_client": "off", "ratelimit.gateway_per_user": "off",
+				"anomaly.rate_spike_action": "record"})
 			tok, _, err := srv.app.tokens.AccessToken(token.AccessClaims{Subject: "bench-user", Audience: srv.app.FHIRBase(),
 				ClientID: "bench-client", Scope: "patient/*.rs", Patient: "pt-001", FHIRUser: "Patient/pt-001"})
 			if err != nil {

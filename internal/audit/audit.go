@@ -108,6 +108,24 @@ type Auditor interface {
 	Record(ctx context.Context, e Event) error
 }
 
+// Enqueuer is an Auditor that can also take an event without waiting for it
+// to become durable. It is for events recorded after the data they concern
+// was disclosed (a forwarded response's outcome), where waiting protects
+// nothing and only delays the response.
+type Enqueuer interface {
+	Enqueue(ctx context.Context, e Event) error
+}
+
+// Enqueue hands e to a without waiting for durability when a can do that,
+// and records it as usual otherwise. Never use it for an event that must be
+// durable before data is disclosed.
+func Enqueue(ctx context.Context, a Auditor, e Event) error {
+	if q, ok := a.(Enqueuer); ok {
+		return q.Enqueue(ctx, e)
+	}
+	return a.Record(ctx, e)
+}
+
 // LogAuditor writes each event as one structured log line.
 type LogAuditor struct {
 	Logger *slog.Logger

@@ -87,7 +87,9 @@ func (x *exchange) collectPatients(body []byte) {
 
 // auditOutcome records what a forwarded request ended with: one event, or
 // with auditPatients one per patient the response disclosed. The response
-// is already on its way, so a failure to record is logged, not answered.
+// is already on its way, so the events are queued without waiting for
+// durability (audit.Enqueue: the write-ahead fhir.request event was durable
+// before anything was forwarded), and a failure is logged, not answered.
 func (h *Handler) auditOutcome(ctx context.Context, x *exchange, status int) {
 	if status == 0 {
 		status = http.StatusBadGateway // nothing was written: the client went away
@@ -99,7 +101,7 @@ func (h *Handler) auditOutcome(ctx context.Context, x *exchange, status int) {
 		ev.Outcome = audit.Failure
 	}
 	record := func(e audit.Event) {
-		if err := h.opts.Auditor.Record(context.WithoutCancel(ctx), e); err != nil {
+		if err := audit.Enqueue(context.WithoutCancel(ctx), h.opts.Auditor, e); err != nil {
 			h.opts.Logger.ErrorContext(ctx, "gateway: audit of a response outcome failed", "error", err)
 		}
 	}

@@ -224,6 +224,16 @@ func (t *Trail) Record(ctx context.Context, e audit.Event) error {
 	}
 }
 
+// Enqueue queues e without waiting for its batch to be durable, whatever
+// the mode (audit.Enqueuer): for events recorded after disclosure. A full
+// queue still makes it wait.
+func (t *Trail) Enqueue(ctx context.Context, e audit.Event) error {
+	if e.Time.IsZero() {
+		e.Time = t.opts.Now()
+	}
+	return t.send(ctx, request{ev: audit.Redact(e)})
+}
+
 func (t *Trail) send(ctx context.Context, r request) error {
 	t.mu.RLock()
 	defer t.mu.RUnlock()

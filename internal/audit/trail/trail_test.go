@@ -239,3 +239,32 @@ func TestSetObserve(t *testing.T) {
 		t.Fatalf("observed %d events, want 7", total)
 	}
 }
+
+// In sync mode Enqueue (events after disclosure) does not wait for the sink,
+// Record does, and both end up in the chain.
+func TestEnqueueDoesNotWaitInSyncMode(t *testing.T) {
+	ctx := context.Background()
+	s := &slowSink{MemorySink: audittest.NewMemorySink(), delay: 100 * time.Millisecond}
+	tr, _ := trail.New(ctx, trail.Options{Sink: s, Node: "n"})
+	var a audit.Auditor = tr
+	start := time.Now()
+	if err := audit.Enqueue(ctx, a, audittest.SampleEvent(0, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 60*time.Millisecond {
+		t.Fatalf("Enqueue waited for the sink (%v)", d)
+	}
+	start = time.Now()
+	if err := tr.Record(ctx, audittest.SampleEvent(1, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 90*time.Millisecond {
+		t.Fatalf("sync Record returned before its batch was durable (%v)", d)
+	}
+	if err := tr.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, s, "n"); n != 2 {
+		t.Fatalf("%d events in the chain, want 2", n)
+	}
+}
