@@ -171,7 +171,8 @@ func consoleCSRF(t *testing.T, b *browser, u string) string {
 var csrfValueRe = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
 // TestConsoleLockAndDisableInTheRunningServer: locking a user in the console
-// ends their session (the next app launch asks them to sign in, no SSO);
+// ends their session (the next app launch asks them to sign in, no SSO) and
+// revokes their tokens (the gateway refuses them within the revocation bound);
 // disabling a client revokes its families, so the gateway refuses its
 // access token within the revocation bound and its refresh token fails.
 func TestConsoleLockAndDisableInTheRunningServer(t *testing.T) {
@@ -202,7 +203,22 @@ func TestConsoleLockAndDisableInTheRunningServer(t *testing.T) {
 		t.Fatalf("locked user's session still signs in apps: %d %v", p.status, p.location)
 	}
 
-	// Disable the client.
+	// The lock also revoked amy's app access: the gateway refuses her token
+	// within the revocation bound.
+	deadline := time.Now().Add(5 * time.Second)
+	for g.gatewayGet(t, tok.AccessToken, "/Patient/pt-001") != http.StatusUnauthorized {
+		if time.Now().After(deadline) {
+			t.Fatal("the gateway still accepts a locked user's access token")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// Unlock amy and launch again, then disable the client.
+	csrf = consoleCSRF(t, ada, a.URL()+"/console/users")
+	if p := ada.submit(form{action: "/console/users/" + amy.ID + "/unlock"}, url.Values{"csrf": {csrf}}); p.status >= 400 {
+		t.Fatalf("unlock: %d", p.status)
+	}
+	tok = g.signIn(t, newBrowser(t, a.URL(), redirectURI))
 	if code := g.gatewayGet(t, tok.AccessToken, "/Patient/pt-001"); code != http.StatusOK {
 		t.Fatalf("gateway before disabling: %d", code)
 	}
@@ -210,7 +226,7 @@ func TestConsoleLockAndDisableInTheRunningServer(t *testing.T) {
 	if p := ada.submit(form{action: "/console/clients/" + g.public.ID + "/disable"}, url.Values{"csrf": {csrf}}); p.status >= 400 {
 		t.Fatalf("disable: %d", p.status)
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline = time.Now().Add(5 * time.Second)
 	for g.gatewayGet(t, tok.AccessToken, "/Patient/pt-001") != http.StatusUnauthorized {
 		if time.Now().After(deadline) {
 			t.Fatal("the gateway still accepts a disabled client's access token")
