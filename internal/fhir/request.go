@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -106,19 +107,14 @@ func (r Request) Level() string {
 // IsResourceType reports whether t is a FHIR R4 resource type (from the
 // generated table; Parameters, which has no REST endpoint, is not one).
 func IsResourceType(t string) bool {
-	lo, hi := 0, len(resourceTypes)
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		switch c := strings.Compare(resourceTypes[m], t); {
-		case c == 0:
-			return true
-		case c < 0:
-			lo = m + 1
-		default:
-			hi = m
-		}
-	}
-	return false
+	_, ok := slices.BinarySearch(resourceTypes[:], t)
+	return ok
+}
+
+// ResourceTypes returns the generated table's resource types in byte order.
+// The caller owns the returned slice.
+func ResourceTypes() []string {
+	return slices.Clone(resourceTypes[:])
 }
 
 // ValidID reports whether s is a valid FHIR id: [A-Za-z0-9\-\.]{1,64}. The
