@@ -250,10 +250,13 @@ type fixture struct {
 
 const redirectURI = "http://127.0.0.1:9/callback"
 
-func setup(t *testing.T) *fixture {
+func setup(t *testing.T) *fixture { t.Helper(); return setupWith(t, nil) }
+
+// setupWith is setup on a server started with config overrides.
+func setupWith(t *testing.T, overrides map[string]string) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	srv := startServer(t, nil)
+	srv := startServer(t, overrides)
 	st := srv.app.Store()
 	now := time.Now()
 	if _, err := CreateUser(ctx, st, NewUser{Username: "amy", Password: "amy-password", Role: storage.RolePatient, FHIRUser: "Patient/123"}, fastPW, now); err != nil {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fhirgate/fhirgate/internal/adminapi"
 	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/authorize"
 	"github.com/fhirgate/fhirgate/internal/config"
@@ -139,15 +140,35 @@ func buildMux(cfg *config.Config, store storage.Store, km *keys.Manager, tokens 
 	}
 	uiH.RegisterWith(mux, policy.Handler)
 
-	launchH, err := launch.New(launch.Options{Launches: store, Authenticator: authn, Auditor: auditor, Logger: log, Now: now})
-	if err != nil {
-		return nil, fmt.Errorf("admin launch: %w", err)
+	if err := prot.mountLaunch(store, auditor, log, now); err != nil {
+		return nil, err
 	}
-	launchH.Register(mux)
 
 	if err := mountGateway(mux, cfg, store, km, tokens, disc, policy, bnd, auditor, log, now, prot); err != nil {
 		return nil, err
 	}
 
 	return mux, nil
+}
+
+// mountLaunch serves POST /admin/launch (an EHR creating a launch context)
+// on the admin API, behind its admin-token or client-certificate
+// authentication. Without admin.addr there is no HTTP route: use
+// `fhirgate launch create`. It is never on the public listener.
+func (p *protection) mountLaunch(store storage.Launches, auditor audit.Auditor, log *slog.Logger, now func() time.Time) error {
+	if p == nil || p.admin == nil {
+		return nil
+	}
+	h, err := launch.New(launch.Options{Launches: store, Principal: adminPrincipal, Auditor: auditor, Logger: log, Now: now})
+	if err != nil {
+		return fmt.Errorf("admin launch: %w", err)
+	}
+	p.admin.Handle(launch.Pattern, h)
+	return nil
+}
+
+// adminPrincipal is who the admin API admitted r as.
+func adminPrincipal(r *http.Request) (string, bool) {
+	pr, ok := adminapi.PrincipalFrom(r.Context())
+	return string(pr), ok
 }

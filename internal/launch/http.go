@@ -11,31 +11,38 @@ import (
 	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/httpx"
 	"github.com/fhirgate/fhirgate/internal/oauth"
-	"github.com/fhirgate/fhirgate/internal/session"
 	"github.com/fhirgate/fhirgate/internal/storage"
 )
+
+// Pattern is the route the handler serves. It belongs on the admin API
+// (internal/adminapi), which authenticates every request before routing;
+// never on the public listener.
+const Pattern = "POST /admin/launch"
 
 // Options configures the admin launch endpoint.
 type Options struct {
 	Launches storage.Launches
-	// Authenticator checks the admin's HTTP Basic credentials with the same
-	// throttling as the login page.
-	Authenticator *session.Authenticator
-	TTL           time.Duration // DefaultTTL when zero
-	Auditor       audit.Auditor
-	Logger        *slog.Logger
-	Now           func() time.Time
+	// Principal names who the admin API admitted the request as (an admin
+	// token or client certificate), e.g. from adminapi.PrincipalFrom; it is
+	// the audit event's UserID. A request without one is refused: the
+	// handler never serves unauthenticated requests, even when mounted in
+	// the wrong place.
+	Principal func(*http.Request) (string, bool)
+	TTL       time.Duration // DefaultTTL when zero
+	Auditor   audit.Auditor
+	Logger    *slog.Logger
+	Now       func() time.Time
 }
 
-// Handler serves POST /admin/launch.
+// Handler serves POST /admin/launch behind the admin API's authentication.
 type Handler struct {
 	opts Options
 }
 
 // New validates opts and fills defaults.
 func New(opts Options) (*Handler, error) {
-	if opts.Launches == nil || opts.Authenticator == nil || opts.Auditor == nil {
-		return nil, errors.New("launch: Options.Launches, Authenticator and Auditor are required")
+	if opts.Launches == nil || opts.Principal == nil || opts.Auditor == nil {
+		return nil, errors.New("launch: Options.Launches, Principal and Auditor are required")
 	}
 	if opts.TTL > DefaultTTL {
 		return nil, errors.New("launch: TTL exceeds 5 minutes")
@@ -49,11 +56,6 @@ func New(opts Options) (*Handler, error) {
 	return &Handler{opts: opts}, nil
 }
 
-// Register adds the endpoint to mux.
-func (h *Handler) Register(mux *http.ServeMux) {
-	mux.HandleFunc("POST /admin/launch", h.create)
-}
-
 // request is the JSON body of POST /admin/launch.
 type request struct {
 	Patient           string          `json:"patient"`
@@ -65,40 +67,29 @@ type request struct {
 
 const maxBody = 16 << 10
 
-func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
+// ServeHTTP creates a launch from the JSON body and answers
+// {"launch", "expires_in"}.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	httpx.NoStore(w) // refusals too: nothing here is cacheable
 	ev := audit.Event{Time: h.opts.Now(), Action: audit.ActionLaunchCreated, Outcome: audit.Failure,
 		SourceIP: httpx.ClientIP(r), UserAgent: r.UserAgent()}
 	refuse := func(status int, err *oauth.Error) {
 		ev.Reason = string(err.Code) + ": " + err.Description
-		if aerr := h.opts.Auditor.Record(ctx, ev); aerr != nil {
+		if aerr := h.opts.Auditor.Record(context.WithoutCancel(ctx), ev); aerr != nil {
 			h.opts.Logger.ErrorContext(ctx, "audit write failed", slog.Any("err", aerr))
 		}
 		if status == http.StatusUnauthorized {
-			w.Header().Set("WWW-Authenticate", `Basic realm="fhirgate", charset="UTF-8"`)
+			w.Header().Set("WWW-Authenticate", `Bearer realm="fhirgate-admin", error="invalid_token"`)
 		}
 		httpx.WriteOAuthError(w, r, h.opts.Logger, err)
 	}
-	user, pass, ok := r.BasicAuth()
-	if !ok {
-		refuse(401, oauth.Errorf(oauth.InvalidClient, "HTTP Basic authentication as an admin user is required"))
+	who, ok := h.opts.Principal(r)
+	if !ok || who == "" {
+		refuse(http.StatusUnauthorized, oauth.Errorf(oauth.InvalidToken, "an admin token or an admitted client certificate is required"))
 		return
 	}
-	u, err := h.opts.Authenticator.Authenticate(ctx, session.Attempt{Username: user, Password: pass,
-		SourceIP: ev.SourceIP, UserAgent: ev.UserAgent})
-	if err != nil {
-		if msg := session.Message(err); msg != "" {
-			refuse(401, oauth.Errorf(oauth.InvalidClient, "%s", msg))
-			return
-		}
-		refuse(503, oauth.Wrap(oauth.TemporarilyUnavailable, "authentication unavailable", err))
-		return
-	}
-	ev.UserID, ev.FHIRUser = u.ID, u.FHIRUser
-	if u.Role != storage.RoleAdmin {
-		refuse(403, oauth.Errorf(oauth.AccessDenied, "only admin users may create launches"))
-		return
-	}
+	ev.UserID = who
 	if ct := r.Header.Get("Content-Type"); ct != "" && !isJSON(ct) {
 		refuse(400, oauth.Errorf(oauth.InvalidRequest, "Content-Type must be application/json"))
 		return
@@ -130,11 +121,10 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 	}
 	// Fail closed: a launch the audit trail does not know about is never handed out.
 	ev.Outcome = audit.Success
-	if err := h.opts.Auditor.Record(ctx, ev); err != nil {
+	if err := h.opts.Auditor.Record(context.WithoutCancel(ctx), ev); err != nil {
 		httpx.WriteOAuthError(w, r, h.opts.Logger, oauth.Wrap(oauth.TemporarilyUnavailable, "audit trail unavailable", err))
 		return
 	}
-	httpx.NoStore(w)
 	httpx.WriteJSON(w, http.StatusOK, map[string]any{"launch": value, "expires_in": int(h.ttl().Seconds())})
 }
 

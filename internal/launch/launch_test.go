@@ -13,8 +13,6 @@ import (
 
 	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/audit/audittest"
-	"github.com/fhirgate/fhirgate/internal/password"
-	"github.com/fhirgate/fhirgate/internal/session"
 	"github.com/fhirgate/fhirgate/internal/storage"
 	"github.com/fhirgate/fhirgate/internal/storage/sqlite"
 )
@@ -69,35 +67,40 @@ func TestCreateAndConsume(t *testing.T) {
 	}
 }
 
+// testPrincipal stands in for the admin API's authentication: the test
+// names the admitted principal in a header the real server never trusts.
+func testPrincipal(r *http.Request) (string, bool) {
+	p := r.Header.Get("X-Test-Principal")
+	return p, p != ""
+}
+
+func TestNewRequiresPrincipal(t *testing.T) {
+	store := open(t)
+	if _, err := New(Options{Launches: store, Auditor: &audittest.Recorder{}}); err == nil {
+		t.Fatal("a handler without Principal (no admin authentication) was built")
+	}
+	if _, err := New(Options{Launches: store, Principal: testPrincipal, Auditor: &audittest.Recorder{}, TTL: time.Hour}); err == nil {
+		t.Fatal("a 1 h TTL was accepted")
+	}
+}
+
 func TestAdminEndpoint(t *testing.T) {
 	ctx := context.Background()
 	store := open(t)
-	cheap := password.Params{Time: 1, Memory: 1024, Threads: 1, KeyLen: 32}
-	for _, u := range []struct {
-		id, name string
-		role     storage.Role
-	}{{"a", "admin", storage.RoleAdmin}, {"c", "doc", storage.RoleClinician}} {
-		h, _ := password.Hash("password123", cheap)
-		if err := store.CreateUser(ctx, &storage.User{ID: u.id, Username: u.name, PasswordHash: h, Role: u.role}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	rec := &audittest.Recorder{}
-	dummy, _ := password.Hash("dummy password", cheap)
-	authn, _ := session.NewAuthenticator(session.AuthenticatorOptions{Users: store, DummyHash: dummy, Auditor: rec})
-	h, err := New(Options{Launches: store, Authenticator: authn, Auditor: rec})
+	h, err := New(Options{Launches: store, Principal: testPrincipal, Auditor: rec})
 	if err != nil {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	h.Register(mux)
+	mux.Handle(Pattern, h)
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
-	post := func(user, pass, body string) (*http.Response, map[string]any) {
+	post := func(principal, body string) (*http.Response, map[string]any) {
 		req, _ := http.NewRequest("POST", srv.URL+"/admin/launch", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
-		if user != "" {
-			req.SetBasicAuth(user, pass)
+		if principal != "" {
+			req.Header.Set("X-Test-Principal", principal)
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -108,9 +111,10 @@ func TestAdminEndpoint(t *testing.T) {
 		_ = json.NewDecoder(resp.Body).Decode(&out)
 		return resp, out
 	}
+	const admin = "token:ehr/t1"
 	body := `{"patient":"Patient/123","encounter":"Encounter/9"}`
-	resp, out := post("admin", "password123", body)
-	if resp.StatusCode != 200 || resp.Header.Get("Cache-Control") != "no-store" {
+	resp, out := post(admin, body)
+	if resp.StatusCode != 200 || resp.Header.Get("Cache-Control") != "no-store" || out["expires_in"] != float64(300) {
 		t.Fatalf("%d %v", resp.StatusCode, out)
 	}
 	v, _ := out["launch"].(string)
@@ -118,35 +122,60 @@ func TestAdminEndpoint(t *testing.T) {
 	if err != nil || l.Context.Patient != "123" || l.Context.Encounter != "9" || !l.Context.NeedPatientBanner {
 		t.Fatalf("%+v %v", l, err)
 	}
-	if !rec.Has(audit.ActionLaunchCreated, audit.Success) {
-		t.Error("not audited")
+	var okEv *audit.Event
+	for _, e := range rec.Events() {
+		if e.Action == audit.ActionLaunchCreated && e.Outcome == audit.Success {
+			okEv = &e
+		}
 	}
+	if okEv == nil || okEv.UserID != admin || okEv.Patient != "123" {
+		t.Fatalf("success audit event %+v: want UserID %q, Patient 123", okEv, admin)
+	}
+	before := len(rec.Events())
 	for _, c := range []struct {
-		user, pass, body string
-		status           int
+		principal, body string
+		status          int
 	}{
-		{"", "", body, 401},
-		{"admin", "wrong-password", body, 401},
-		{"ghost", "wrong-password", body, 401},
-		{"doc", "password123", body, 403},
-		{"admin", "password123", `{"patient":"Encounter/1"}`, 400},
-		{"admin", "password123", `{"patient":"1","extra":true}`, 400},
-		{"admin", "password123", `not json`, 400},
+		{"", body, 401}, // not admitted by the admin API: refused even if mounted elsewhere
+		{admin, `{"patient":"Encounter/1"}`, 400},
+		{admin, `{"patient":"1","encounter":"Patient/2"}`, 400},
+		{admin, `{"patient":"1","fhirContext":{"x":1}}`, 400},
+		{admin, `{"patient":"1","extra":true}`, 400},
+		{admin, `not json`, 400},
+		{admin, `{"patient":"` + strings.Repeat("1", maxBody) + `"}`, 400},
 	} {
-		resp, out := post(c.user, c.pass, c.body)
-		if resp.StatusCode != c.status || out["error"] == nil || out["launch"] != nil {
+		resp, out := post(c.principal, c.body)
+		if resp.StatusCode != c.status || out["error"] == nil || out["launch"] != nil || resp.Header.Get("Cache-Control") != "no-store" {
 			t.Errorf("%+v: %d %v", c, resp.StatusCode, out)
 		}
-		if c.status == 401 && !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Basic") {
-			t.Errorf("%+v: no WWW-Authenticate", c)
+		if got := resp.Header.Get("WWW-Authenticate"); (c.status == 401) != strings.HasPrefix(got, "Bearer") {
+			t.Errorf("%+v: WWW-Authenticate %q", c, got)
 		}
 	}
-	if !rec.Has(audit.ActionLaunchCreated, audit.Failure) {
-		t.Error("refusals not audited")
+	evs := rec.Events()[before:]
+	if len(evs) != 7 {
+		t.Fatalf("%d refusal events, want 7", len(evs))
+	}
+	for _, e := range evs {
+		if e.Action != audit.ActionLaunchCreated || e.Outcome != audit.Failure || e.Reason == "" {
+			t.Errorf("refusal event %+v", e)
+		}
+	}
+	if evs[0].UserID != "" || evs[1].UserID != admin {
+		t.Errorf("refusal UserIDs %q, %q", evs[0].UserID, evs[1].UserID)
+	}
+	// Wrong content type.
+	req, _ := http.NewRequest("POST", srv.URL+"/admin/launch", strings.NewReader(body))
+	req.Header.Set("Content-Type", "text/plain")
+	req.Header.Set("X-Test-Principal", admin)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 400 {
+		t.Fatalf("text/plain: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
 	}
 	// Audit failure: no launch handed out.
 	rec.Fail = errors.New("disk full")
-	if resp, out := post("admin", "password123", body); resp.StatusCode != 503 || out["launch"] != nil {
+	if resp, out := post(admin, body); resp.StatusCode != 503 || out["launch"] != nil {
 		t.Fatalf("audit down: %d %v", resp.StatusCode, out)
 	}
 }
