@@ -71,7 +71,9 @@ func count(m *metrics.Registry, e audit.Event) {
 		}
 		m.Refused("token", code)
 	case audit.ActionFHIRRequest:
-		if e.Outcome == audit.Failure {
+		// An answered request (reason ending in its HTTP status) was
+		// allowed; only the gateway's own refusals count here.
+		if _, answered := audit.ResponseStatus(e.Reason); e.Outcome == audit.Failure && !answered {
 			m.Refused("gateway", gatewayReason(e.Reason))
 		}
 	case audit.ActionLogin:
@@ -130,8 +132,9 @@ func ownRefusal(reason string) bool {
 }
 
 // Observations maps an audit event to what the detector should see:
-//   - a gateway request: a Request (a refusal counts as a 403, a
-//     success touches the event's patient);
+//   - a gateway request: a Request (a refusal counts as a 403, an
+//     answered request as the status its reason ends in, and one answered
+//     below 400 touches the event's patient);
 //   - a refused or issued token: a Request at the token endpoint (refusals
 //     count as 401s);
 //   - a failed login: a 401 from the source address;
@@ -150,9 +153,13 @@ func Observations(e audit.Event) []Observation {
 		}
 		o := base
 		o.Kind, o.Status = Request, 200
-		if failed {
+		if status, answered := audit.ResponseStatus(e.Reason); answered {
+			// Allowed and answered: the status the client got.
+			o.Status = status
+		} else if failed {
 			o.Status = 403
-		} else {
+		}
+		if o.Status < 400 {
 			o.Patient = e.Patient
 		}
 		out = append(out, o)

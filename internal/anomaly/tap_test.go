@@ -134,3 +134,51 @@ func TestTapCountsMetricsAndSkipsOwnRefusals(t *testing.T) {
 		}
 	}
 }
+
+// A gateway request audited with its answer ("; HTTP <status>") is an
+// allowed request: its 404s and 502s are neither refusals nor auth failures,
+// and its patients count only when the answer disclosed them.
+func TestTapAnsweredRequests(t *testing.T) {
+	d, clk, _ := newDetector(t, anomaly.Config{
+		Scraping:     anomaly.ScrapingConfig{MaxPatients: 5},
+		AuthFailures: anomaly.AuthFailuresConfig{Max: 3},
+	})
+	m := metrics.New()
+	tap := anomaly.Tap{Next: &recorder{}, Detector: d, Metrics: m}
+	ctx := context.Background()
+	ev := func(o audit.Outcome, reason, patient string) audit.Event {
+		return audit.Event{Time: clk.Now(), Action: audit.ActionFHIRRequest, Outcome: o, Reason: reason,
+			ClientID: "app", UserID: "u1", SourceIP: "192.0.2.1", Patient: patient}
+	}
+	for i := range 10 {
+		_ = tap.Record(ctx, ev(audit.Failure, audit.WithStatus("read Observation/x", 404), fmt.Sprint("p", i)))
+		_ = tap.Record(ctx, ev(audit.Failure, audit.WithStatus("read Observation/x", 502), fmt.Sprint("q", i)))
+	}
+	if as := list(t, d); len(as) != 0 {
+		t.Fatalf("answered failures raised %+v", as)
+	}
+	w := httptest.NewRecorder()
+	m.Handler().ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+	if strings.Contains(w.Body.String(), `fhirgate_refusals_total{component="gateway"`) {
+		t.Fatal("answered requests counted as gateway refusals")
+	}
+	// Six patients disclosed with 200s: scraping.
+	for i := range 6 {
+		_ = tap.Record(ctx, ev(audit.Success, audit.WithStatus("read Patient/x", 200), fmt.Sprint("r", i)))
+	}
+	as := list(t, d)
+	if len(as) != 1 || as[0].Rule != anomaly.RulePatientScraping {
+		t.Fatalf("raised %+v, want one patient scraping", as)
+	}
+	// Refusals recorded by the gateway itself (no status) still count.
+	for range 3 {
+		_ = tap.Record(ctx, ev(audit.Failure, "insufficient scope", ""))
+	}
+	found := false
+	for _, a := range list(t, d) {
+		found = found || a.Rule == anomaly.RuleAuthFailures
+	}
+	if !found {
+		t.Fatal("gateway refusals no longer counted")
+	}
+}

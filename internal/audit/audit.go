@@ -7,6 +7,8 @@ package audit
 import (
 	"context"
 	"log/slog"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -55,6 +57,14 @@ const (
 
 // Actions recorded by the FHIR gateway (package gateway re-exports them
 // under the same names).
+//
+// A read-only request (read, vread, search, history, capabilities) whose
+// token or request names its patient is recorded once: its fhir.request
+// event is written after the upstream answered and before the answer is
+// sent, and its Reason ends in "; HTTP <status>" (WithStatus), the status
+// the client got; Outcome is Failure from 400 on. Every other forwarded
+// request gets a write-ahead fhir.request (no status) and, once answered, a
+// fhir.response.
 const (
 	ActionFHIRRequest  Action = "fhir.request"
 	ActionFHIRFiltered Action = "fhir.filtered"
@@ -63,6 +73,34 @@ const (
 	// got (Reason "HTTP 200"; Success below 400), after its fhir.request.
 	ActionFHIRResponse Action = "fhir.response"
 )
+
+// statusMark separates a gateway event's reason from the HTTP status the
+// client got.
+const statusMark = "; HTTP "
+
+// WithStatus appends the HTTP status a client got to a gateway event's
+// reason ("read Observation/1; HTTP 200").
+func WithStatus(reason string, status int) string {
+	return reason + statusMark + strconv.Itoa(status)
+}
+
+// ResponseStatus returns the HTTP status WithStatus put at the end of
+// reason, if there is one.
+func ResponseStatus(reason string) (int, bool) {
+	i := strings.LastIndex(reason, statusMark)
+	if i < 0 {
+		return 0, false
+	}
+	s := reason[i+len(statusMark):]
+	if len(s) != 3 {
+		return 0, false
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 100 {
+		return 0, false
+	}
+	return n, true
+}
 
 // Binding is how an access token is bound to its client.
 type Binding string

@@ -2,9 +2,11 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/fhir"
@@ -90,9 +92,22 @@ func (x *exchange) collectPatients(body []byte) {
 // is already on its way, so the events are queued without waiting for
 // durability (audit.Enqueue: the write-ahead fhir.request event was durable
 // before anything was forwarded), and a failure is logged, not answered.
+//
+// A request audited at its answer (auditAtAnswer) needs nothing more unless
+// the answer never reached auditAnswer (the upstream failed, its answer was
+// refused, or the event could not be written): then its one event is queued
+// here with the status the client got.
 func (h *Handler) auditOutcome(ctx context.Context, x *exchange, status int) {
 	if status == 0 {
 		status = http.StatusBadGateway // nothing was written: the client went away
+	}
+	if x.auditAtAnswer {
+		if !x.answerAudited {
+			if err := audit.Enqueue(context.WithoutCancel(ctx), h.opts.Auditor, answerEvent(x.event, h.opts.Now(), status)); err != nil {
+				h.opts.Logger.ErrorContext(ctx, "gateway: audit of an unanswered request failed", "error", err)
+			}
+		}
+		return
 	}
 	ev := x.event
 	ev.Time, ev.Action, ev.Reason = h.opts.Now(), ActionFHIRResponse, "HTTP "+strconv.Itoa(status)
@@ -117,4 +132,36 @@ func (h *Handler) auditOutcome(ctx context.Context, x *exchange, status int) {
 		}
 		record(e)
 	}
+}
+
+// answerEvent is the one event of a request audited at its answer: its
+// fhir.request event with the status the client got.
+func answerEvent(ev audit.Event, now time.Time, status int) audit.Event {
+	ev.Time, ev.Reason = now, audit.WithStatus(ev.Reason, status)
+	ev.Outcome = audit.Success
+	if status >= 400 {
+		ev.Outcome = audit.Failure
+	}
+	return ev
+}
+
+// errAuditUnavailable refuses an answer whose audit event could not be
+// written: nothing is disclosed unaudited.
+var errAuditUnavailable = errors.New("gateway: the answer cannot be audited")
+
+// auditAnswer records the one event of a request audited at its answer,
+// durably, after modifyResponse has settled the answer and before the
+// reverse proxy sends it.
+func (h *Handler) auditAnswer(resp *http.Response) error {
+	x, _ := resp.Request.Context().Value(exchangeKey{}).(*exchange)
+	if x == nil || !x.auditAtAnswer {
+		return nil
+	}
+	ctx := resp.Request.Context()
+	if err := h.opts.Auditor.Record(context.WithoutCancel(ctx), answerEvent(x.event, h.opts.Now(), resp.StatusCode)); err != nil {
+		h.opts.Logger.ErrorContext(ctx, "gateway: audit failed; withholding the answer", "error", err)
+		return errAuditUnavailable
+	}
+	x.answerAudited = true
+	return nil
 }

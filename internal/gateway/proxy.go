@@ -28,12 +28,17 @@ var (
 // newProxy builds the reverse proxy of one upstream.
 func (h *Handler) newProxy(up *upstream.Upstream) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
-		Rewrite:        func(pr *httputil.ProxyRequest) { h.rewrite(up, pr) },
-		Transport:      up.Transport,
-		ModifyResponse: h.modifyResponse,
-		ErrorHandler:   h.proxyError,
-		BufferPool:     &h.bufPool,
-		ErrorLog:       slog.NewLogLogger(h.opts.Logger.Handler(), slog.LevelWarn),
+		Rewrite:   func(pr *httputil.ProxyRequest) { h.rewrite(up, pr) },
+		Transport: up.Transport,
+		ModifyResponse: func(resp *http.Response) error {
+			if err := h.modifyResponse(resp); err != nil {
+				return err
+			}
+			return h.auditAnswer(resp)
+		},
+		ErrorHandler: h.proxyError,
+		BufferPool:   &h.bufPool,
+		ErrorLog:     slog.NewLogLogger(h.opts.Logger.Handler(), slog.LevelWarn),
 	}
 }
 
@@ -229,6 +234,8 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	case errors.Is(r.Context().Err(), context.Canceled):
 		h.opts.Logger.DebugContext(r.Context(), "gateway: client went away", "error", err)
 		w.WriteHeader(http.StatusBadGateway)
+	case errors.Is(err, errAuditUnavailable):
+		h.writeOutcome(w, http.StatusServiceUnavailable, fhir.CodeTransient, "the request cannot be recorded; try again later")
 	case errors.As(err, &mbe):
 		h.writeOutcome(w, http.StatusRequestEntityTooLarge, fhir.CodeTooCostly, "the request body is too large")
 	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):

@@ -49,13 +49,22 @@ func TestAuditFailureRefuses(t *testing.T) {
 	f := newFixture(t, fixtureOpts{})
 	tok, _ := f.token(patientAll, patientA)
 	f.audit.Fail = errors.New("audit store down")
-	before := f.spy.count()
+	// A read is audited at its answer: the answer is withheld.
 	r := f.do("GET", "/Patient/"+patientA, bearer(tok), "")
-	if r.status != http.StatusServiceUnavailable || outcomeText(r) == "" {
+	if r.status != http.StatusServiceUnavailable || outcomeText(r) == "" || strings.Contains(string(r.body), `"resourceType":"Patient"`) ||
+		strings.Contains(string(r.body), patientA) {
 		t.Fatalf("audit down: %d %s", r.status, r.body)
 	}
+	// A write is audited before forwarding: it never reaches the upstream.
+	wtok, _ := f.token("patient/*.cruds", patientA)
+	before := f.spy.count()
+	obs := `{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/` + patientA + `"}}`
+	r = f.do("POST", "/Observation", bearer(wtok), obs, "Content-Type", "application/fhir+json")
+	if r.status != http.StatusServiceUnavailable || outcomeText(r) == "" {
+		t.Fatalf("audit down, write: %d %s", r.status, r.body)
+	}
 	if f.spy.count() != before {
-		t.Fatal("request forwarded without an audit record")
+		t.Fatal("write forwarded without an audit record")
 	}
 }
 

@@ -32,7 +32,12 @@ type exchange struct {
 	inspect bool
 	// conditional marks a create with If-None-Exist.
 	conditional bool
-	event       audit.Event // the write-ahead audit event, reused for response audits
+	event       audit.Event // the request's audit event, reused for response audits
+	// auditAtAnswer: the request is audited once, when the upstream has
+	// answered and before the answer is sent (auditAnswer), instead of
+	// write-ahead plus an outcome event; answerAudited once that is done.
+	auditAtAnswer bool
+	answerAudited bool
 	// auditPatients: the token has no patient context and the request does
 	// not name one, so the outcome is audited per patient the response
 	// discloses (patients, capped at maxAuditedPatients; morePatients beyond).
@@ -247,24 +252,41 @@ func (h *Handler) authorized(w http.ResponseWriter, r *http.Request, ev audit.Ev
 		x.rawQuery = query.Encode()
 	}
 
-	// Write-ahead audit: nothing is forwarded unless it is recorded.
 	ev.Outcome, ev.Reason = audit.Success, req.String()
 	x.event = ev
-	if err := h.opts.Auditor.Record(context.WithoutCancel(r.Context()), ev); err != nil {
-		h.opts.Logger.ErrorContext(r.Context(), "gateway: audit failed; refusing request", "error", err)
-		h.writeOutcome(w, http.StatusServiceUnavailable, fhir.CodeTransient, "the request cannot be recorded; try again later")
-		return
+	// A read-only request about a known patient is audited once, with its
+	// answer, durably before the answer is sent (auditAnswer); forwarding it
+	// changes nothing upstream. Everything else is audited write-ahead:
+	// nothing is forwarded unless it is recorded.
+	x.auditAtAnswer = readOnly(req.Interaction) && !x.auditPatients
+	if !x.auditAtAnswer {
+		if err := h.opts.Auditor.Record(context.WithoutCancel(r.Context()), ev); err != nil {
+			h.opts.Logger.ErrorContext(r.Context(), "gateway: audit failed; refusing request", "error", err)
+			h.writeOutcome(w, http.StatusServiceUnavailable, fhir.CodeTransient, "the request cannot be recorded; try again later")
+			return
+		}
 	}
 	if x.body == nil && r.Body != nil && r.Body != http.NoBody {
 		r.Body = http.MaxBytesReader(w, r.Body, h.opts.MaxRequestBytes)
 	}
-	if h.opts.SkipOutcomeAudit {
+	if h.opts.SkipOutcomeAudit && !x.auditAtAnswer {
 		h.proxies[x.up].ServeHTTP(w, r.WithContext(context.WithValue(ctx, exchangeKey{}, x)))
 		return
 	}
 	sw := &statusWriter{ResponseWriter: w}
 	h.proxies[x.up].ServeHTTP(sw, r.WithContext(context.WithValue(ctx, exchangeKey{}, x)))
 	h.auditOutcome(r.Context(), x, sw.status)
+}
+
+// readOnly reports whether forwarding an interaction changes nothing
+// upstream. Operations may, so they are not read-only.
+func readOnly(i fhir.Interaction) bool {
+	switch i {
+	case fhir.Read, fhir.VRead, fhir.SearchType, fhir.SearchSystem, fhir.SearchCompartment,
+		fhir.HistoryInstance, fhir.HistoryType, fhir.HistorySystem, fhir.Capabilities:
+		return true
+	}
+	return false
 }
 
 // routePath is the path used to pick an upstream.
