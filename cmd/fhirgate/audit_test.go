@@ -44,7 +44,7 @@ func TestAuditVerifyAndExport(t *testing.T) {
 		t.Fatal("bad format accepted")
 	}
 
-	db, err := sql.Open("sqlite", "file:"+dir+"/fhirgate.db")
+	db, err := sql.Open("sqlite", "file:"+dir+"/audit.db")
 	if err != nil {
 		t.Fatal(err)
 	}

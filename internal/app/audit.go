@@ -53,8 +53,9 @@ func filesinkSafe(h string) string {
 	return string(out)
 }
 
-// OpenAuditSink opens the configured durable sink: tables beside the main
-// store (SQLite file or PostgreSQL database) or JSON-lines files.
+// OpenAuditSink opens the configured durable sink: tables in their own SQLite
+// file ({data_dir}/audit.db) or beside the main PostgreSQL store, or
+// JSON-lines files.
 func OpenAuditSink(ctx context.Context, cfg *config.Config) (chain.Sink, error) {
 	switch cfg.Audit.Sink {
 	case config.AuditSinkLog:
@@ -73,7 +74,12 @@ func OpenAuditSink(ctx context.Context, cfg *config.Config) (chain.Sink, error) 
 		}
 		return s, nil
 	}
-	s, err := sqlsink.OpenSQLite(ctx, cfg.SQLitePath())
+	// The trail has its own file; one kept in the main store's file by an
+	// earlier version moves there, unchanged, on first use.
+	if _, err := sqlsink.AdoptSQLite(ctx, cfg.SQLitePath(), cfg.AuditSQLitePath()); err != nil {
+		return nil, fmt.Errorf("move audit tables to %s: %w", cfg.AuditSQLitePath(), err)
+	}
+	s, err := sqlsink.OpenSQLite(ctx, cfg.AuditSQLitePath())
 	if err != nil {
 		return nil, fmt.Errorf("open audit tables: %w", err)
 	}

@@ -85,7 +85,7 @@ func TestAuditTamperDetected(t *testing.T) {
 	for i := range 3 {
 		refuseToken(t, srv, "client-"+string(rune('a'+i)))
 	}
-	db, err := sql.Open("sqlite", "file:"+srv.cfg.SQLitePath()+"?_pragma=busy_timeout(5000)")
+	db, err := sql.Open("sqlite", "file:"+srv.cfg.AuditSQLitePath()+"?_pragma=busy_timeout(5000)")
 	if err != nil {
 		t.Fatal(err)
 	}

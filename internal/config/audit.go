@@ -2,13 +2,14 @@ package config
 
 import (
 	"regexp"
+	"strings"
 	"time"
 )
 
 // Audit configures the durable audit trail.
 type Audit struct {
 	Mode               string        `yaml:"mode" env:"FHIRGATE_AUDIT_MODE" doc:"sync (a response waits until its audit event is on disk) or async (lower latency; events queued at a crash are lost)"`
-	Sink               string        `yaml:"sink" env:"FHIRGATE_AUDIT_SINK" doc:"store (tables in the main database), file (JSON-lines under audit.dir) or log (operational log only, not durable)"`
+	Sink               string        `yaml:"sink" env:"FHIRGATE_AUDIT_SINK" doc:"store (SQLite: {data_dir}/audit.db; PostgreSQL: tables in the main database), file (JSON-lines under audit.dir) or log (operational log only, not durable)"`
 	Dir                string        `yaml:"dir" env:"FHIRGATE_AUDIT_DIR" doc:"directory of the file sink; {data_dir}/audit when empty"`
 	MaxFileBytes       int           `yaml:"max_file_bytes" env:"FHIRGATE_AUDIT_MAX_FILE_BYTES" doc:"file sink segment size before rotation, in bytes"`
 	NodeID             string        `yaml:"node_id" env:"FHIRGATE_AUDIT_NODE_ID" doc:"name of this node's audit hash chain; the host name when empty"`
@@ -67,4 +68,11 @@ func (c *Config) AuditDir() string {
 		return c.Audit.Dir
 	}
 	return c.DataDir + "/audit"
+}
+
+// AuditSQLitePath is the SQLite file of the store sink on SQLite:
+// {data_dir}/audit.db, its own file so that audit group commits (fsynced)
+// and the main store's writes never wait for each other's write lock.
+func (c *Config) AuditSQLitePath() string {
+	return strings.TrimRight(c.DataDir, "/") + "/audit.db"
 }

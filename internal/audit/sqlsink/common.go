@@ -1,6 +1,7 @@
-// Package sqlsink stores the audit trail in SQL tables beside fhirgate's
-// main store: SQLite (OpenSQLite, its own connection to the same WAL file
-// with synchronous=FULL so a commit is on disk when Append returns) and
+// Package sqlsink stores the audit trail in SQL tables: SQLite (OpenSQLite,
+// a WAL file of its own beside the main store's, written with
+// synchronous=FULL so a commit is on disk when Append returns; AdoptSQLite
+// moves a trail an earlier version kept in the main store's file) and
 // PostgreSQL (OpenPostgres, pgx v5, batches written with COPY in one
 // transaction). Both create their tables with idempotent DDL when opened.
 //

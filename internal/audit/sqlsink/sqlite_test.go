@@ -91,3 +91,59 @@ func TestSQLiteBesideMainStore(t *testing.T) {
 		t.Fatalf("verify: %+v %v", rep, err)
 	}
 }
+
+// A trail kept in the main store's file by an earlier version moves to its
+// own file unchanged: its chains still verify and new events extend them.
+func TestAdoptSQLite(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	legacy, path := filepath.Join(dir, "fhirgate.db"), filepath.Join(dir, "audit.db")
+	if n, err := AdoptSQLite(ctx, legacy, path); n != 0 || err != nil {
+		t.Fatalf("no legacy file: %d %v", n, err)
+	}
+	old := openSQLite(t, legacy)
+	tr, err := trail.New(ctx, trail.Options{Sink: old, Node: "n1", CheckpointEvery: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 7 {
+		if err := tr.Record(ctx, audittest.SampleEvent(i, time.Now())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tr.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+	n, err := AdoptSQLite(ctx, legacy, path)
+	if err != nil || n != 7 {
+		t.Fatalf("adopted %d, %v", n, err)
+	}
+	s := openSQLite(t, path)
+	defer s.Close()
+	rep, err := chain.Verify(ctx, s, chain.VerifyOptions{})
+	if err != nil || !rep.OK() {
+		t.Fatalf("verify after adoption: %+v %v", rep, err)
+	}
+	cps, err := s.Checkpoints(ctx, "n1")
+	if err != nil || len(cps) == 0 {
+		t.Fatalf("checkpoints %v %v", cps, err)
+	}
+	tr, err = trail.New(ctx, trail.Options{Sink: s, Node: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Record(ctx, audittest.SampleEvent(8, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if h, ok, err := s.Head(ctx, "n1"); err != nil || !ok || h.Seq != 8 {
+		t.Fatalf("head after adoption %+v %v %v", h, ok, err)
+	}
+	// Adoption happens once: a second call finds the new file and copies nothing.
+	if n, err := AdoptSQLite(ctx, legacy, path); n != 0 || err != nil {
+		t.Fatalf("second adoption %d %v", n, err)
+	}
+}
