@@ -26,7 +26,8 @@ import (
 // buildClientAuth builds the client authenticator shared by /token and
 // /par: private_key_jwt with keys from the registration or a locked-down
 // jwks_uri fetcher and assertion jti values kept in the replay cache, and
-// tls_client_auth against the configured client CA pool (off without one).
+// tls_client_auth against the configured client CA pool (off without one);
+// client records are reused for client_auth.cache_ttl.
 func buildClientAuth(cfg *config.Config, store storage.Store, replays replay.Cache, log *slog.Logger,
 	now func() time.Time) (*clientauth.Authenticator, error) {
 	fetcher, err := jwksfetch.New(jwksfetch.Options{
@@ -57,8 +58,12 @@ func buildClientAuth(cfg *config.Config, store storage.Store, replays replay.Cac
 	if m := cfg.MTLSBaseURL(); m != "" { // the mTLS aliases (RFC 8705 §5)
 		audiences = append(audiences, m+discovery.PathToken, m+discovery.PathPAR)
 	}
+	var clients storage.Clients = store
+	if ttl := cfg.ClientAuth.CacheTTL; ttl > 0 {
+		clients = clientauth.NewClientCache(store, ttl, now)
+	}
 	return &clientauth.Authenticator{
-		Clients:   store,
+		Clients:   clients,
 		Audiences: audiences,
 		Replay:    replays,
 		JWKS:      fetcher,

@@ -29,4 +29,7 @@ func (c *Config) validateClients(add func(key, format string, args ...any)) {
 	if d := c.ClientAuth.JWKSCacheTTL; d < time.Second || d > 24*time.Hour {
 		add("client_auth.jwks_cache_ttl", "must be between 1s and 24h, got %s", d)
 	}
+	if d := c.ClientAuth.CacheTTL; d < 0 || d > 30*time.Second {
+		add("client_auth.cache_ttl", "must be between 0 (off) and 30s, got %s", d)
+	}
 }

@@ -106,6 +106,9 @@ type ClientAuth struct {
 	JWKSTimeout  time.Duration `yaml:"jwks_timeout" env:"FHIRGATE_CLIENT_JWKS_TIMEOUT" doc:"timeout fetching a client's jwks_uri"`
 	JWKSMaxBytes int           `yaml:"jwks_max_bytes" env:"FHIRGATE_CLIENT_JWKS_MAX_BYTES" doc:"largest jwks_uri response accepted"`
 	JWKSCacheTTL time.Duration `yaml:"jwks_cache_ttl" env:"FHIRGATE_CLIENT_JWKS_CACHE_TTL" doc:"how long a fetched jwks_uri set is cached"`
+	// CacheTTL is how long /token, /par, /revoke and /introspect reuse a
+	// client record read from the store.
+	CacheTTL time.Duration `yaml:"cache_ttl" env:"FHIRGATE_CLIENT_CACHE_TTL" doc:"how long the token endpoints reuse a client record read from the store (0 = read it on every request); a client disabled, changed or deleted is seen at most this late"`
 	// Insecure switches for tests and closed networks.
 	InsecureJWKSPrivateAddresses bool   `yaml:"insecure_jwks_private_addresses" env:"FHIRGATE_CLIENT_INSECURE_JWKS_PRIVATE_ADDRESSES" doc:"let jwks_uri fetches reach loopback, private and link-local addresses"`
 	InsecureJWKSHTTPLoopback     bool   `yaml:"insecure_jwks_http_loopback" env:"FHIRGATE_CLIENT_INSECURE_JWKS_HTTP_LOOPBACK" doc:"accept http:// jwks_uri on loopback hosts (tests)"`
@@ -187,6 +190,7 @@ const (
 	DefaultJWKSTimeout           = 5 * time.Second
 	DefaultJWKSMaxBytes          = 64 << 10
 	DefaultJWKSCacheTTL          = time.Hour
+	DefaultClientCacheTTL        = 2 * time.Second
 	// DefaultPatientScopes: a patient user may share read access to their own record.
 	DefaultPatientScopes = "openid fhirUser profile launch launch/patient offline_access online_access patient/*.rs"
 	// DefaultClinicianScopes: a clinician may grant full patient- and user-level access.
@@ -213,7 +217,7 @@ func Default() *Config {
 			BackendAccessTokenTTL: DefaultBackendAccessTokenTTL,
 		},
 		PAR:        PAR{TTL: DefaultPARTTL},
-		ClientAuth: ClientAuth{JWKSTimeout: DefaultJWKSTimeout, JWKSMaxBytes: DefaultJWKSMaxBytes, JWKSCacheTTL: DefaultJWKSCacheTTL},
+		ClientAuth: ClientAuth{JWKSTimeout: DefaultJWKSTimeout, JWKSMaxBytes: DefaultJWKSMaxBytes, JWKSCacheTTL: DefaultJWKSCacheTTL, CacheTTL: DefaultClientCacheTTL},
 		Login:      Login{MaxFailures: DefaultMaxFailures, Lockout: DefaultLockout},
 		Roles: Roles{
 			Patient:   DefaultPatientScopes,

@@ -165,6 +165,8 @@ func TestValidateRefusals(t *testing.T) {
 		{"fhir_base query", map[string]string{"fhir_base": "https://ehr.example.org/fhir?x=1"}, "fhir_base"},
 		{"fhir_base fragment", map[string]string{"fhir_base": "https://ehr.example.org/fhir#f"}, "fhir_base"},
 		{"bad driver", map[string]string{"storage.driver": "mysql"}, "storage.driver"},
+		{"client cache above 30s", map[string]string{"client_auth.cache_ttl": "31s"}, "client_auth.cache_ttl"},
+		{"client cache negative", map[string]string{"client_auth.cache_ttl": "-1s"}, "client_auth.cache_ttl"},
 		{"postgres without dsn", map[string]string{"storage.driver": "postgres"}, "storage.dsn"},
 		{"cert without key", map[string]string{"tls.cert_file": "c.pem"}, "tls.key_file"},
 		{"key without cert", map[string]string{"tls.key_file": "k.pem"}, "tls.cert_file"},
