@@ -9,10 +9,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/fhirgate/fhirgate/internal/clientreg"
 	"github.com/fhirgate/fhirgate/internal/secret"
@@ -30,6 +33,39 @@ import (
 func BenchmarkTokenHTTP(b *testing.B) {
 	benchmarkTokenHTTP(b, "audit-sync", map[string]string{"ratelimit.token_per_ip": "off"})
 	benchmarkTokenHTTP(b, "audit-async", map[string]string{"audit.mode": "async", "ratelimit.token_per_ip": "off"})
+	if dsn := os.Getenv("FHIRGATE_TEST_POSTGRES_DSN"); dsn != "" {
+		benchmarkTokenHTTP(b, "postgres", map[string]string{"storage.driver": "postgres",
+			"storage.dsn": benchSchemaDSN(b, dsn), "ratelimit.token_per_ip": "off"})
+	}
+}
+
+// benchSchemaDSN creates a fresh schema, dropped when b ends, and returns dsn
+// with it as the search_path.
+func benchSchemaDSN(b *testing.B, dsn string) string {
+	ctx := context.Background()
+	schema := "fhirgate_bench_" + strings.ToLower(secret.ID()[:12])
+	schema = strings.NewReplacer("-", "_").Replace(schema)
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		c, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			return
+		}
+		defer c.Close(ctx)
+		_, _ = c.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+	})
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	return dsn + sep + "search_path=" + schema
 }
 
 func benchmarkTokenHTTP(b *testing.B, label string, overrides map[string]string) {
