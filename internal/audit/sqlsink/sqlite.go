@@ -59,8 +59,7 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
 // a SQLite database file. It is safe for concurrent use.
 type SQLite struct {
 	w, r *sql.DB
-	ins  *sql.Stmt // one row
-	insN *sql.Stmt // insertChunk rows
+	ins  [insertChunk + 1]*sql.Stmt // ins[n] inserts n rows (n >= 1)
 }
 
 // insertChunk is how many rows one multi-row INSERT carries.
@@ -107,17 +106,15 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 		w.Close()
 		return nil, err
 	}
-	if s.ins, err = w.PrepareContext(ctx, insertSQL(1)); err != nil {
-		w.Close()
-		return nil, errf("sqlite", "prepare", err)
-	}
-	if s.insN, err = w.PrepareContext(ctx, insertSQL(insertChunk)); err != nil {
-		w.Close()
-		return nil, errf("sqlite", "prepare", err)
+	for n := 1; n <= insertChunk; n++ {
+		if s.ins[n], err = w.PrepareContext(ctx, insertSQL(n)); err != nil {
+			w.Close() // closes the statements prepared so far
+			return nil, errf("sqlite", "prepare", err)
+		}
 	}
 	r, err := sql.Open("sqlite", base+"&_pragma=query_only(1)")
 	if err != nil {
-		w.Close()
+		w.Close() // closes the statements
 		return nil, errf("sqlite", "open", err)
 	}
 	n := max(2, runtime.GOMAXPROCS(0))
@@ -152,7 +149,13 @@ func (s *SQLite) migrate(ctx context.Context) error {
 
 // Close implements chain.Sink.
 func (s *SQLite) Close() error {
-	return errors.Join(s.ins.Close(), s.insN.Close(), s.r.Close(), s.w.Close())
+	var errs []error
+	for _, st := range s.ins {
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
+	}
+	return errors.Join(append(errs, s.r.Close(), s.w.Close())...)
 }
 
 // Append implements chain.Sink: one IMMEDIATE transaction, fsynced on commit.
@@ -165,25 +168,20 @@ func (s *SQLite) Append(ctx context.Context, entries []chain.Entry) error {
 		return errf("sqlite", "append", err)
 	}
 	defer tx.Rollback()
-	if len(entries) >= insertChunk {
-		insN := tx.StmtContext(ctx, s.insN)
-		args := make([]any, 0, insertChunk*len(columns))
-		for len(entries) >= insertChunk {
-			args = args[:0]
-			for _, e := range entries[:insertChunk] {
-				args = append(args, entryArgs(e)...)
-			}
-			if _, err := insN.ExecContext(ctx, args...); err != nil {
-				return sqliteErr("append", err)
-			}
-			entries = entries[insertChunk:]
+	// Multi-row INSERTs of up to insertChunk rows: one statement per chunk
+	// costs much less than one per row.
+	args := make([]any, 0, min(len(entries), insertChunk)*len(columns))
+	for len(entries) > 0 {
+		n := min(len(entries), insertChunk)
+		stmt := s.ins[n]
+		args = args[:0]
+		for _, e := range entries[:n] {
+			args = append(args, entryArgs(e)...)
 		}
-	}
-	ins := tx.StmtContext(ctx, s.ins)
-	for _, e := range entries {
-		if _, err := ins.ExecContext(ctx, entryArgs(e)...); err != nil {
+		if _, err := tx.StmtContext(ctx, stmt).ExecContext(ctx, args...); err != nil {
 			return sqliteErr("append", err)
 		}
+		entries = entries[n:]
 	}
 	if err := tx.Commit(); err != nil {
 		return sqliteErr("append", err)
