@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"time"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -60,6 +61,9 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
 type SQLite struct {
 	w, r *sql.DB
 	ins  [insertChunk + 1]*sql.Stmt // ins[n] inserts n rows (n >= 1)
+
+	cp            *sql.DB // the background checkpointer's connection
+	stop, stopped chan struct{}
 }
 
 // insertChunk is how many rows one multi-row INSERT carries.
@@ -93,7 +97,11 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	}
 	f.Close()
 	base := "file:" + (&url.URL{Path: abs}).EscapedPath() + "?_pragma=busy_timeout(10000)"
-	w, err := sql.Open("sqlite", base+"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate")
+	// The writer never checkpoints (wal_autocheckpoint 0): copying the WAL
+	// into the database inside a commit would stall every request waiting
+	// on that commit. A background goroutine checkpoints on its own
+	// connection instead (checkpointLoop).
+	w, err := sql.Open("sqlite", base+"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=wal_autocheckpoint(0)&_txlock=immediate")
 	if err != nil {
 		return nil, errf("sqlite", "open", err)
 	}
@@ -121,7 +129,38 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
 	s.r = r
+	cp, err := sql.Open("sqlite", base+"&_pragma=synchronous(FULL)")
+	if err != nil {
+		s.Close()
+		return nil, errf("sqlite", "open", err)
+	}
+	cp.SetMaxOpenConns(1)
+	s.cp, s.stop, s.stopped = cp, make(chan struct{}), make(chan struct{})
+	go s.checkpointLoop()
 	return s, nil
+}
+
+// checkpointInterval is how often the background checkpointer copies the
+// WAL into the database file.
+const checkpointInterval = time.Second
+
+// checkpointLoop runs PASSIVE checkpoints, which never block the writer or
+// readers, until Close; Close then runs a final TRUNCATE checkpoint.
+func (s *SQLite) checkpointLoop() {
+	defer close(s.stopped)
+	t := time.NewTicker(checkpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			_, _ = s.cp.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
+			return
+		case <-t.C:
+			// A failed checkpoint only lets the WAL grow; the next one
+			// catches up.
+			_, _ = s.cp.Exec("PRAGMA wal_checkpoint(PASSIVE)")
+		}
+	}
 }
 
 func repeat(s string, n int) string {
@@ -150,12 +189,20 @@ func (s *SQLite) migrate(ctx context.Context) error {
 // Close implements chain.Sink.
 func (s *SQLite) Close() error {
 	var errs []error
+	if s.cp != nil {
+		close(s.stop)
+		<-s.stopped
+		errs = append(errs, s.cp.Close())
+	}
 	for _, st := range s.ins {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
 	}
-	return errors.Join(append(errs, s.r.Close(), s.w.Close())...)
+	if s.r != nil {
+		errs = append(errs, s.r.Close())
+	}
+	return errors.Join(append(errs, s.w.Close())...)
 }
 
 // Append implements chain.Sink: one IMMEDIATE transaction, fsynced on commit.

@@ -3,6 +3,7 @@ package sqlsink
 import (
 	"context"
 	"database/sql"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -145,5 +146,51 @@ func TestAdoptSQLite(t *testing.T) {
 	// Adoption happens once: a second call finds the new file and copies nothing.
 	if n, err := AdoptSQLite(ctx, legacy, path); n != 0 || err != nil {
 		t.Fatalf("second adoption %d %v", n, err)
+	}
+}
+
+// The writer never checkpoints inside a commit; the background checkpointer
+// copies the WAL into the database file while the sink is open, and Close
+// truncates the WAL.
+func TestSQLiteBackgroundCheckpoint(t *testing.T) {
+	ctx := context.Background()
+	p := filepath.Join(t.TempDir(), "audit.db")
+	s := openSQLite(t, p)
+	size := func(path string) int64 {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return -1
+		}
+		return fi.Size()
+	}
+	before := size(p)
+	var prev *chain.Entry
+	for i := range 200 {
+		e := chain.Link("n1", prev, audittest.SampleEvent(i, time.Now()))
+		if err := s.Append(ctx, []chain.Entry{e}); err != nil {
+			t.Fatal(err)
+		}
+		prev = &e
+	}
+	if size(p+"-wal") <= 0 {
+		t.Fatal("appends did not go to the WAL")
+	}
+	deadline := time.Now().Add(checkpointInterval + 3*time.Second)
+	for size(p) <= before {
+		if time.Now().After(deadline) {
+			t.Fatalf("database file still %d bytes: no background checkpoint", size(p))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := size(p + "-wal"); n > 0 {
+		t.Fatalf("WAL holds %d bytes after Close", n)
+	}
+	s = openSQLite(t, p)
+	defer s.Close()
+	if h, ok, err := s.Head(ctx, "n1"); err != nil || !ok || h.Seq != 200 {
+		t.Fatalf("head after reopen: %+v %v %v", h, ok, err)
 	}
 }
