@@ -61,6 +61,9 @@ func newPeople(cfg *config.Config, store storage.Store, km *keys.Manager, sessio
 	if err != nil {
 		return nil, fmt.Errorf("account pages: %w", err)
 	}
+	if !cfg.Admin.PublicConsole {
+		return p, nil // admin.public_console: false
+	}
 	p.console, err = console.New(console.Options{Sessions: sessions, Users: store, Clients: store, MFA: p.mfa,
 		UserSessions: store, Families: store,
 		Audit: deps.audit, Anomalies: deps.anomalies, Keys: km, Auditor: auditor, Logger: log, Now: now})
@@ -73,5 +76,7 @@ func newPeople(cfg *config.Config, store storage.Store, km *keys.Manager, sessio
 func (p *people) register(mux *http.ServeMux) {
 	p.mfaH.Register(mux)
 	p.account.Register(mux)
-	p.console.Register(mux)
+	if p.console != nil {
+		p.console.Register(mux)
+	}
 }

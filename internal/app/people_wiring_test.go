@@ -237,3 +237,33 @@ func TestConsoleLockAndDisableInTheRunningServer(t *testing.T) {
 		t.Fatal("a disabled client's refresh token still works")
 	}
 }
+
+// admin.public_console: false leaves no admin page on the public listener;
+// by default the console is there (and asks an anonymous visitor to sign in).
+func TestPublicConsoleSwitch(t *testing.T) {
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, tc := range []struct{ set string }{{"true"}, {"false"}} {
+		srv := startServer(t, map[string]string{"admin.public_console": tc.set})
+		for _, path := range []string{"/console", "/console/clients"} {
+			resp, err := noRedirect.Get(srv.app.URL() + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if tc.set == "false" && resp.StatusCode != http.StatusNotFound {
+				t.Errorf("public_console false: GET %s = %d, want 404", path, resp.StatusCode)
+			}
+			if tc.set == "true" && (resp.StatusCode < 300 || resp.StatusCode > 399) {
+				t.Errorf("public_console true: GET %s = %d, want a redirect to sign in", path, resp.StatusCode)
+			}
+		}
+		resp, err := noRedirect.PostForm(srv.app.URL()+"/console/clients", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if tc.set == "false" && resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusMethodNotAllowed {
+			t.Errorf("public_console false: POST /console/clients = %d", resp.StatusCode)
+		}
+	}
+}

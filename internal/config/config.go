@@ -232,6 +232,7 @@ func Default() *Config {
 		Revocation: Revocation{PollInterval: DefaultRevocationPoll, MaxStaleness: DefaultRevocationStaleness},
 		DPoP:       DPoP{IATWindow: DefaultDPoPIATWindow},
 		Replay:     Replay{Backend: DefaultReplayBackend, MaxEntries: DefaultReplayMaxEntries},
+		Admin:      Admin{PublicConsole: true},
 	}
 }
 

@@ -17,6 +17,8 @@ type Admin struct {
 	TokensFile   string `yaml:"tokens_file" env:"FHIRGATE_ADMIN_TOKENS_FILE" doc:"file of hashed admin tokens written by fhirgate admin token; empty = <data_dir>/admin-tokens.json"`
 	ClientCAFile string `yaml:"client_ca_file" env:"FHIRGATE_ADMIN_CLIENT_CA_FILE" doc:"PEM CA certificates whose client certificates may use the admin API (mTLS; needs tls.cert_file)"`
 	CertSubjects string `yaml:"cert_subjects" env:"FHIRGATE_ADMIN_CERT_SUBJECTS" doc:"comma-separated client certificate common names admitted; empty = any certificate from client_ca_file"`
+	// PublicConsole serves the admin console pages on the public listener.
+	PublicConsole bool `yaml:"public_console" env:"FHIRGATE_ADMIN_PUBLIC_CONSOLE" doc:"serve the admin console pages (/console: admin role and a second factor) on the public listener; false = no admin page or route on the public listener"`
 }
 
 // RateLimit configures the token buckets. Rates are written "N/duration"
