@@ -322,6 +322,12 @@ func (t *Trail) run() {
 				return
 			}
 			batch = t.drain(append(batch[:0], r))
+			if t.opts.Mode == ModeAsync && len(batch) < t.opts.MaxBatch {
+				// Nobody waits on an async commit: linger so that one
+				// commit (one fsync) takes many events.
+				time.Sleep(asyncLinger)
+				batch = t.drain(batch)
+			}
 			if len(batch) < t.opts.MaxBatch {
 				// Yield once before committing: on a busy process the
 				// goroutines already runnable reach the queue and share
@@ -338,6 +344,11 @@ func (t *Trail) run() {
 		}
 	}
 }
+
+// asyncLinger is how long the writer lets events gather before an async
+// commit. It only widens the window of queued events a crash loses, which
+// ModeAsync accepts anyway.
+const asyncLinger = 2 * time.Millisecond
 
 // drain appends what is queued to batch, up to MaxBatch, without waiting.
 func (t *Trail) drain(batch []request) []request {
