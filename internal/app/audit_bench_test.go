@@ -63,6 +63,9 @@ func benchmarkGatewayRead(b *testing.B, upstream string, clients int, overrides 
 		b.Fatal(err)
 	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024}}
+	// Connections the transport dialed but never used look new to the
+	// server, which waits 5 s for them at shutdown: close them first.
+	defer client.CloseIdleConnections()
 	url := srv.app.FHIRBase() + "/Observation/obs-001-01"
 	var (
 		mu        sync.Mutex

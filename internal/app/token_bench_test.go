@@ -85,6 +85,7 @@ func benchmarkTokenHTTP(b *testing.B, label string, overrides map[string]string)
 		b.Fatal(err)
 	}
 	httpClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	defer httpClient.CloseIdleConnections() // before the server's shutdown
 
 	b.Run(label+"/bare-es256", func(b *testing.B) {
 		signer := ts.app.Keys()
