@@ -21,6 +21,7 @@ import (
 	"github.com/fhirgate/fhirgate/internal/adminapi"
 	"github.com/fhirgate/fhirgate/internal/anomaly"
 	anredis "github.com/fhirgate/fhirgate/internal/anomaly/redis"
+	"github.com/fhirgate/fhirgate/internal/anomaly/sqlstore"
 	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/authorize"
 	"github.com/fhirgate/fhirgate/internal/config"
@@ -58,6 +59,10 @@ type protection struct {
 	depth     atomic.Value // func() int: the audit queue depth
 	started   bool
 	served    chan error
+
+	// closeAnomalies closes the anomaly store's own connections (nil when
+	// it has none).
+	closeAnomalies func() error
 }
 
 // newProtection makes the metrics registry and health checks, which exist
@@ -122,12 +127,8 @@ func (p *protection) build(ctx context.Context, cfg *config.Config, store storag
 			notifier = wh
 		}
 		var store anomaly.Store
-		if cfg.Anomaly.Store == "redis" {
-			if store, err = anredis.New(p.redis, strings.TrimSuffix(cfg.RateLimit.RedisPrefix, "rl:")+"anomaly:", 0); err != nil {
-				return fmt.Errorf("anomaly store: %w", err)
-			}
-		} else {
-			store = anomaly.NewMemory(0)
+		if store, err = p.openAnomalyStore(ctx, cfg); err != nil {
+			return err
 		}
 		p.anomalies = store
 		if p.detector, err = anomaly.New(anomaly.Options{
@@ -149,6 +150,36 @@ func (p *protection) build(ctx context.Context, cfg *config.Config, store storag
 		}
 	}
 	return nil
+}
+
+// openAnomalyStore opens the configured anomaly store: the main store's
+// database (anomaly.store: store), Redis or memory. A store with
+// connections of its own is closed by close.
+func (p *protection) openAnomalyStore(ctx context.Context, cfg *config.Config) (anomaly.Store, error) {
+	switch cfg.Anomaly.Store {
+	case "redis":
+		s, err := anredis.New(p.redis, strings.TrimSuffix(cfg.RateLimit.RedisPrefix, "rl:")+"anomaly:", 0)
+		if err != nil {
+			return nil, fmt.Errorf("anomaly store: %w", err)
+		}
+		return s, nil
+	case "memory":
+		return anomaly.NewMemory(0), nil
+	}
+	if cfg.Storage.Driver == "postgres" {
+		s, err := sqlstore.OpenPostgres(ctx, cfg.Storage.DSN, "")
+		if err != nil {
+			return nil, fmt.Errorf("anomaly store: %w", err)
+		}
+		p.closeAnomalies = s.Close
+		return s, nil
+	}
+	s, err := sqlstore.OpenSQLite(ctx, cfg.SQLitePath())
+	if err != nil {
+		return nil, fmt.Errorf("anomaly store: %w", err)
+	}
+	p.closeAnomalies = s.Close
+	return s, nil
 }
 
 // listenAdmin binds the admin listener and builds its server.
@@ -355,7 +386,8 @@ func (p *protection) draining() {
 	}
 }
 
-// close stops the admin listener, flushes the detector and closes Redis.
+// close stops the admin listener, flushes the detector and closes the
+// anomaly store and Redis.
 func (p *protection) close(ctx context.Context) error {
 	if p == nil {
 		return nil
@@ -372,6 +404,12 @@ func (p *protection) close(ctx context.Context) error {
 		if err := p.detector.Close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("anomaly detector: %w", err))
 		}
+	}
+	if p.closeAnomalies != nil {
+		if err := p.closeAnomalies(); err != nil {
+			errs = append(errs, fmt.Errorf("anomaly store: %w", err))
+		}
+		p.closeAnomalies = nil
 	}
 	if p.redis != nil {
 		_ = p.redis.Close()

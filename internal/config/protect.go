@@ -42,7 +42,7 @@ type RateLimit struct {
 // record, throttle or suspend.
 type Anomaly struct {
 	Enabled              bool          `yaml:"enabled" env:"FHIRGATE_ANOMALY_ENABLED" doc:"run the suspicious-activity detector"`
-	Store                string        `yaml:"store" env:"FHIRGATE_ANOMALY_STORE" doc:"memory (per node) or redis (shared by every node, kept across restarts; uses ratelimit.redis_url)"`
+	Store                string        `yaml:"store" env:"FHIRGATE_ANOMALY_STORE" doc:"store (the main store: the SQLite file or PostgreSQL per storage.driver; kept across restarts, shared by nodes on PostgreSQL), memory (per node, lost on restart) or redis (shared by every node, kept across restarts; uses ratelimit.redis_url)"`
 	RateSpikeAction      string        `yaml:"rate_spike_action" env:"FHIRGATE_ANOMALY_RATE_SPIKE_ACTION" doc:"action when a client's rate is far above its own baseline"`
 	RateSpikeFactor      int           `yaml:"rate_spike_factor" env:"FHIRGATE_ANOMALY_RATE_SPIKE_FACTOR" doc:"how many times its baseline per minute a client's rate must exceed"`
 	RateSpikeMinRequests int           `yaml:"rate_spike_min_requests" env:"FHIRGATE_ANOMALY_RATE_SPIKE_MIN_REQUESTS" doc:"requests per minute below which no spike is raised"`
@@ -68,6 +68,9 @@ const (
 	DefaultGatewayPerClient = "3000/1m"
 	DefaultGatewayPerUser   = "1200/1m"
 	DefaultThrottle         = "30/1m"
+	// DefaultAnomalyStore keeps anomalies in the main store, so that a
+	// restart does not lift a suspension.
+	DefaultAnomalyStore = "store"
 )
 
 // DefaultRateLimit returns the rate-limit defaults.
@@ -84,7 +87,7 @@ func DefaultAnomaly() Anomaly {
 	d := anomaly.DefaultConfig()
 	return Anomaly{
 		Enabled:              true,
-		Store:                "memory",
+		Store:                DefaultAnomalyStore,
 		RateSpikeAction:      string(d.RateSpike.Action),
 		RateSpikeFactor:      int(d.RateSpike.Factor),
 		RateSpikeMinRequests: d.RateSpike.MinRequests,
@@ -218,13 +221,13 @@ func (c *Config) validateProtect(add func(key, format string, args ...any)) {
 		}
 	}
 	switch c.Anomaly.Store {
-	case "memory":
+	case "store", "memory":
 	case "redis":
 		if c.RateLimit.RedisURL == "" {
 			add("anomaly.store", "redis needs ratelimit.redis_url")
 		}
 	default:
-		add("anomaly.store", "must be memory or redis, got %q", c.Anomaly.Store)
+		add("anomaly.store", "must be store, memory or redis, got %q", c.Anomaly.Store)
 	}
 	if c.Anomaly.RateSpikeFactor < 0 || c.Anomaly.RateSpikeFactor == 1 {
 		add("anomaly.rate_spike_factor", "must be at least 2, got %d", c.Anomaly.RateSpikeFactor)

@@ -14,7 +14,7 @@ func TestProtectDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Admin.Addr != "" || c.RateLimit.Backend != "memory" || !c.Anomaly.Enabled || c.Anomaly.Store != "memory" {
+	if c.Admin.Addr != "" || c.RateLimit.Backend != "memory" || !c.Anomaly.Enabled || c.Anomaly.Store != "store" {
 		t.Fatalf("defaults: %+v %+v %+v", c.Admin, c.RateLimit, c.Anomaly)
 	}
 	p, err := c.RateLimit.RatePolicy()
@@ -49,6 +49,26 @@ func TestProtectOverrides(t *testing.T) {
 	}
 	if d := c.Anomaly.DetectorConfig(); d.Scraping.Action != anomaly.ActionSuspend || d.SuspendFor != 2*time.Hour {
 		t.Fatalf("detector config: %+v", d)
+	}
+}
+
+// anomaly.store takes store (the default), memory or redis (with a Redis
+// URL); anything else is refused.
+func TestAnomalyStoreValues(t *testing.T) {
+	for _, v := range []string{"store", "memory"} {
+		c, err := Load(LoadOptions{LookupEnv: noEnv, Overrides: map[string]string{"anomaly.store": v}})
+		if err != nil || c.Anomaly.Store != v {
+			t.Errorf("anomaly.store %q: %v", v, err)
+		}
+	}
+	if _, err := Load(LoadOptions{LookupEnv: noEnv, Overrides: map[string]string{"anomaly.store": "redis", "ratelimit.redis_url": "redis://127.0.0.1:6379"}}); err != nil {
+		t.Errorf("anomaly.store redis with a URL: %v", err)
+	}
+	for _, v := range []string{"sqlite", "postgres", "Store", ""} {
+		_, err := Load(LoadOptions{LookupEnv: noEnv, Overrides: map[string]string{"anomaly.store": v}})
+		if keys := problemKeys(t, err); !slices.Contains(keys, "anomaly.store") {
+			t.Errorf("anomaly.store %q accepted: %v", v, keys)
+		}
 	}
 }
 
