@@ -145,7 +145,8 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 const checkpointInterval = time.Second
 
 // checkpointLoop runs PASSIVE checkpoints, which never block the writer or
-// readers, until Close; Close then runs a final TRUNCATE checkpoint.
+// readers (nor wait for them), until Close. When the last connection to the
+// file closes, SQLite checkpoints what is left and removes the WAL.
 func (s *SQLite) checkpointLoop() {
 	defer close(s.stopped)
 	t := time.NewTicker(checkpointInterval)
@@ -153,7 +154,6 @@ func (s *SQLite) checkpointLoop() {
 	for {
 		select {
 		case <-s.stop:
-			_, _ = s.cp.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
 			return
 		case <-t.C:
 			// A failed checkpoint only lets the WAL grow; the next one

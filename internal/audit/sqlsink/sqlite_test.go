@@ -150,8 +150,8 @@ func TestAdoptSQLite(t *testing.T) {
 }
 
 // The writer never checkpoints inside a commit; the background checkpointer
-// copies the WAL into the database file while the sink is open, and Close
-// truncates the WAL.
+// copies the WAL into the database file while the sink is open, and after
+// Close no WAL is left.
 func TestSQLiteBackgroundCheckpoint(t *testing.T) {
 	ctx := context.Background()
 	p := filepath.Join(t.TempDir(), "audit.db")
