@@ -3,15 +3,12 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
-	"net/url"
-	"os"
-	"path/filepath"
 
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
 
 	"github.com/fhirgate/fhirgate/internal/anomaly"
+	"github.com/fhirgate/fhirgate/internal/sqlitefile"
 )
 
 const sqliteDDL = `
@@ -49,23 +46,11 @@ var _ anomaly.Store = (*SQLite)(nil)
 // (synchronous=FULL) before they return: they are rare, and a suspension
 // must not be lost by a crash.
 func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
-	if path == "" {
-		return nil, errors.New("anomaly sqlite: empty database path")
-	}
-	abs, err := filepath.Abs(path)
+	abs, err := sqlitefile.Create(path)
 	if err != nil {
-		return nil, fmt.Errorf("anomaly sqlite: open %s: %w", path, err)
+		return nil, fmt.Errorf("anomaly sqlite: %w", err)
 	}
-	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
-		return nil, fmt.Errorf("anomaly sqlite: create directory: %w", err)
-	}
-	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("anomaly sqlite: create file: %w", err)
-	}
-	f.Close()
-	dsn := "file:" + (&url.URL{Path: abs}).EscapedPath() +
-		"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate"
+	dsn := sqlitefile.URI(abs, "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate")
 	d, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("anomaly sqlite: open %s: %w", abs, err)

@@ -6,9 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/url"
 	"os"
 	"path/filepath"
+
+	"github.com/fhirgate/fhirgate/internal/sqlitefile"
 )
 
 // AdoptSQLite moves an audit trail that an earlier version kept in the
@@ -39,7 +40,7 @@ func AdoptSQLite(ctx context.Context, legacyPath, path string) (int64, error) {
 		return 0, errf("sqlite", "adopt", err)
 	}
 	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "ATTACH DATABASE ? AS legacy", "file:"+(&url.URL{Path: abs}).EscapedPath()+"?mode=ro"); err != nil {
+	if _, err := conn.ExecContext(ctx, "ATTACH DATABASE ? AS legacy", sqlitefile.URI(abs, "mode=ro")); err != nil {
 		return 0, errf("sqlite", "adopt: attach", err)
 	}
 	defer conn.ExecContext(context.WithoutCancel(ctx), "DETACH DATABASE legacy") //nolint:errcheck // best effort
@@ -72,7 +73,7 @@ func legacyEvents(ctx context.Context, path string) (int64, error) {
 	if err != nil {
 		return 0, errf("sqlite", "adopt", err)
 	}
-	db, err := sql.Open("sqlite", "file:"+(&url.URL{Path: abs}).EscapedPath()+"?mode=ro&_pragma=busy_timeout(10000)")
+	db, err := sql.Open("sqlite", sqlitefile.URI(abs, "mode=ro&_pragma=busy_timeout(10000)"))
 	if err != nil {
 		return 0, errf("sqlite", "adopt", err)
 	}

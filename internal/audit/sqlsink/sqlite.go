@@ -5,9 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net/url"
-	"os"
-	"path/filepath"
 	"runtime"
 	"time"
 
@@ -15,6 +12,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/fhirgate/fhirgate/internal/audit/chain"
+	"github.com/fhirgate/fhirgate/internal/sqlitefile"
 )
 
 const sqliteDDL = `
@@ -81,22 +79,11 @@ var _ chain.Sink = (*SQLite)(nil)
 // write connection runs with synchronous=FULL: Append returns after the
 // WAL is fsynced.
 func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
-	if path == "" {
-		return nil, errors.New("audit sqlite: empty database path")
-	}
-	abs, err := filepath.Abs(path)
+	abs, err := sqlitefile.Create(path)
 	if err != nil {
 		return nil, errf("sqlite", "open", err)
 	}
-	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
-		return nil, errf("sqlite", "create directory", err)
-	}
-	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, errf("sqlite", "create file", err)
-	}
-	f.Close()
-	base := "file:" + (&url.URL{Path: abs}).EscapedPath() + "?_pragma=busy_timeout(10000)"
+	base := sqlitefile.URI(abs, "_pragma=busy_timeout(10000)")
 	// The writer never checkpoints (wal_autocheckpoint 0): copying the WAL
 	// into the database inside a commit would stall every request waiting
 	// on that commit. A background goroutine checkpoints on its own

@@ -20,9 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/url"
-	"os"
-	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
@@ -33,6 +30,7 @@ import (
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
+	"github.com/fhirgate/fhirgate/internal/sqlitefile"
 	"github.com/fhirgate/fhirgate/internal/storage"
 )
 
@@ -59,27 +57,12 @@ var _ storage.Store = (*Store)(nil)
 // parent directory with mode 0700 and the file with mode 0600, and applies
 // any pending schema migrations.
 func Open(ctx context.Context, path string) (*Store, error) {
-	if path == "" {
-		return nil, errors.New("sqlite: empty database path")
-	}
-	abs, err := filepath.Abs(path)
+	abs, err := sqlitefile.Create(path)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
-	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
-		return nil, fmt.Errorf("sqlite: create directory: %w", err)
-	}
-	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: create database file: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("sqlite: create database file: %w", err)
-	}
-
-	base := "file:" + (&url.URL{Path: abs}).EscapedPath()
 	common := "_pragma=busy_timeout(" + strconv.Itoa(BusyTimeout) + ")&_pragma=foreign_keys(1)"
-	w, err := sql.Open("sqlite", base+"?"+common+"&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate")
+	w, err := sql.Open("sqlite", sqlitefile.URI(abs, common+"&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate"))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open: %w", err)
 	}
@@ -92,7 +75,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		_ = w.Close()
 		return nil, err
 	}
-	r, err := sql.Open("sqlite", base+"?"+common+"&_pragma=query_only(1)")
+	r, err := sql.Open("sqlite", sqlitefile.URI(abs, common+"&_pragma=query_only(1)"))
 	if err != nil {
 		_ = w.Close()
 		return nil, fmt.Errorf("sqlite: open: %w", err)
