@@ -73,6 +73,7 @@ func benchmarkGatewayRead(b *testing.B, upstream string, clients int, overrides 
 	)
 	b.SetParallelism(max(1, clients/runtime.GOMAXPROCS(0)))
 	b.ResetTimer()
+	meter := startCPUMeter(b)
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
 		var mine []time.Duration
@@ -100,6 +101,7 @@ func benchmarkGatewayRead(b *testing.B, upstream string, clients int, overrides 
 		}
 	})
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
+	meter.report(b)
 	if len(latencies) > 0 {
 		slices.Sort(latencies)
 		b.ReportMetric(float64(latencies[len(latencies)/2].Microseconds())/1000, "p50-ms")

@@ -105,12 +105,14 @@ func benchmarkTokenHTTP(b *testing.B, label string, overrides map[string]string)
 		defer bare.Close()
 		b.SetParallelism(clientsPerCPU)
 		b.ResetTimer()
+		meter := startCPUMeter(b)
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				post(b, httpClient, bare.URL, url.Values{"grant_type": {"authorization_code"}})
 			}
 		})
 		reportRate(b)
+		meter.report(b)
 	})
 
 	b.Run(label+"/client-credentials", func(b *testing.B) {
@@ -125,6 +127,7 @@ func benchmarkTokenHTTP(b *testing.B, label string, overrides map[string]string)
 		form := url.Values{"grant_type": {"client_credentials"}, "scope": {"system/Observation.rs"}}.Encode()
 		b.SetParallelism(clientsPerCPU)
 		b.ResetTimer()
+		meter := startCPUMeter(b)
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				req, _ := http.NewRequest(http.MethodPost, tokenURL, strings.NewReader(form))
@@ -144,6 +147,7 @@ func benchmarkTokenHTTP(b *testing.B, label string, overrides map[string]string)
 			}
 		})
 		reportRate(b)
+		meter.report(b)
 	})
 
 	for _, tc := range []struct{ name, scope string }{
@@ -171,6 +175,7 @@ func benchmarkTokenHTTP(b *testing.B, label string, overrides map[string]string)
 			tokenURL := ts.app.Issuer() + "/token"
 			b.SetParallelism(clientsPerCPU)
 			b.ResetTimer()
+			meter := startCPUMeter(b)
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					code := codes[next.Add(1)-1]
@@ -185,6 +190,7 @@ func benchmarkTokenHTTP(b *testing.B, label string, overrides map[string]string)
 				}
 			})
 			reportRate(b)
+			meter.report(b)
 		})
 	}
 }

@@ -169,14 +169,15 @@ func (s *Store) ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time)
 }
 
 // RedeemAuthCode marks the code used in one conditional UPDATE inside a
-// write transaction (BEGIN IMMEDIATE), then runs exchange and inserts its
-// family and refresh token before committing. If the UPDATE matched
+// write transaction (BEGIN IMMEDIATE, shared with concurrent redemptions:
+// see writeBatcher), then runs exchange and inserts its family and refresh
+// token before committing. If the UPDATE matched
 // nothing, a read in the same transaction says why: a used code is
 // ErrAlreadyUsed (checked before expiry, so replay is always reported); an
 // expired code is ErrExpired and stays unused. Both return the code.
 func (s *Store) RedeemAuthCode(ctx context.Context, hash []byte, now time.Time, exchange func(*storage.AuthCode) (*storage.Redemption, error)) (*storage.AuthCode, error) {
 	var code *storage.AuthCode
-	err := s.txKeep(ctx, "redeem auth code", func(tx *sql.Tx) error {
+	err := s.txBatched(ctx, "redeem auth code", func(ctx context.Context, tx *sql.Tx) error {
 		c, err := scanAuthCode(s.wrow(ctx, tx, `UPDATE auth_codes SET used_at = ?1
 			WHERE hash = ?2 AND used_at IS NULL AND expires_at > ?1 RETURNING `+authCodeCols, micros(now), hash))
 		if errors.Is(err, sql.ErrNoRows) {

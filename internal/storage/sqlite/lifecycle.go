@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"time"
 
 	"github.com/fhirgate/fhirgate/internal/storage"
@@ -101,20 +102,19 @@ const replayPurgeEvery = 256
 
 // UseOnce records key until expiresAt in one statement: a key that is
 // recorded and unexpired at now is ErrAlreadyUsed; an expired one is
-// overwritten. Expired keys are purged every replayPurgeEvery calls.
+// overwritten. Concurrent calls share a commit (see writeBatcher). Expired
+// keys are purged every replayPurgeEvery calls.
 func (s *Store) UseOnce(ctx context.Context, key string, expiresAt, now time.Time) error {
-	res, err := s.wexec(ctx, nil, `INSERT INTO replays (key, expires_at) VALUES (?1, ?2)
-		ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at WHERE replays.expires_at <= ?3`,
-		key, expiresAt.UnixMicro(), now.UnixMicro())
-	if err != nil {
-		return wrap("use once", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return wrap("use once", err)
-	}
-	if n == 0 {
+	err := s.txBatched(ctx, "use once", func(ctx context.Context, tx *sql.Tx) error {
+		return execOne(s.wexec(ctx, tx, `INSERT INTO replays (key, expires_at) VALUES (?1, ?2)
+			ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at WHERE replays.expires_at <= ?3`,
+			key, expiresAt.UnixMicro(), now.UnixMicro()))
+	})
+	if errors.Is(err, storage.ErrNotFound) {
 		return wrap("use once", storage.ErrAlreadyUsed)
+	}
+	if err != nil {
+		return err
 	}
 	if s.replayCalls.Add(1)%replayPurgeEvery == 0 {
 		if _, err := s.wexec(ctx, nil, `DELETE FROM replays WHERE expires_at <= ?`, now.UnixMicro()); err != nil {

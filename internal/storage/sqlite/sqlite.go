@@ -48,6 +48,8 @@ type Store struct {
 	wc *stmtCache
 	rc *stmtCache
 
+	batch writeBatcher // groups concurrent single-use writes into one transaction
+
 	replayCalls atomic.Uint64 // UseOnce calls, to purge expired keys now and then
 }
 

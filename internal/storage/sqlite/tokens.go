@@ -125,7 +125,8 @@ func (s *Store) GetRefreshToken(ctx context.Context, hash []byte) (*storage.Refr
 var errFamilyMismatch = errors.New("next refresh token belongs to another family")
 
 // RotateRefreshToken checks the token under oldHash and replaces it with
-// next, in one write transaction. Checks run in this order: ErrNotFound; a
+// next, in one write transaction (shared with concurrent rotations: see
+// writeBatcher). Checks run in this order: ErrNotFound; a
 // used token is retried when storage.Tokens' retry-window rules allow it
 // (within retryWindow of its first rotation, family live, successor never
 // used), and otherwise is ErrAlreadyUsed (reuse: the family is revoked with
@@ -134,7 +135,7 @@ var errFamilyMismatch = errors.New("next refresh token belongs to another family
 // alongside ErrAlreadyUsed, ErrRevoked and ErrExpired.
 func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, next *storage.RefreshToken, now time.Time, retryWindow time.Duration) (*storage.RefreshToken, error) {
 	var old *storage.RefreshToken
-	err := s.txKeep(ctx, "rotate refresh token", func(tx *sql.Tx) error {
+	err := s.txBatched(ctx, "rotate refresh token", func(ctx context.Context, tx *sql.Tx) error {
 		t, err := scanRefresh(s.wrow(ctx, tx, `SELECT `+refreshCols+` FROM refresh_tokens WHERE hash = ?`, oldHash))
 		if err != nil {
 			return err

@@ -1,0 +1,143 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"sync"
+)
+
+// maxBatch bounds how many transaction bodies share one commit, so one
+// leader's batch (and the write lock it holds) stays short.
+const maxBatch = 64
+
+// writeBatcher groups the hot single-use writes (code redemption, refresh
+// rotation, replay keys) that arrive together into one write transaction:
+// SQLite serialises writers, so each would otherwise wait for the others'
+// BEGIN, commit and WAL write in turn. Every body still runs alone inside
+// its own SAVEPOINT, so a body that fails rolls back only its own writes,
+// and a body sees the writes of the bodies before it in the batch exactly
+// as it would after their commits. Nobody's result is reported before the
+// commit that makes it durable; if that commit fails, every body in the
+// batch gets the error.
+//
+// There is no goroutine of its own: the first caller to find the batcher
+// idle leads, running whatever has queued meanwhile, and hands the lead to
+// the oldest waiter when it is done.
+type writeBatcher struct {
+	mu      sync.Mutex
+	queue   []*batchItem
+	leading bool
+}
+
+// batchItem is one transaction body waiting for a batch.
+type batchItem struct {
+	ctx  context.Context
+	fn   func(ctx context.Context, tx *sql.Tx) error
+	err  error
+	lead bool          // woken to lead the next batch, not with a result
+	wake chan struct{} // one signal: a result, or the lead
+}
+
+// txBatched runs fn in a write transaction shared with other concurrent
+// txBatched calls, with txKeep's contract: fn's nil commits its writes, a
+// commitErr commits them and returns its error, any other error discards
+// them. fn must run its statements with the ctx it is given: it runs on
+// another caller's goroutine, and a statement interrupted by a cancelled
+// caller would roll back the whole shared transaction.
+func (s *Store) txBatched(ctx context.Context, op string, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	it := &batchItem{ctx: ctx, fn: fn, wake: make(chan struct{}, 1)}
+	b := &s.batch
+	b.mu.Lock()
+	b.queue = append(b.queue, it)
+	lead := !b.leading
+	b.leading = true
+	b.mu.Unlock()
+	if !lead {
+		<-it.wake
+		if !it.lead {
+			return wrapBatch(op, it.err)
+		}
+	}
+	b.mu.Lock()
+	n := min(len(b.queue), maxBatch)
+	items := append([]*batchItem(nil), b.queue[:n]...)
+	b.queue = b.queue[n:]
+	b.mu.Unlock()
+
+	s.runBatch(items)
+
+	b.mu.Lock()
+	if len(b.queue) > 0 {
+		next := b.queue[0]
+		next.lead = true
+		next.wake <- struct{}{}
+	} else {
+		b.leading = false
+	}
+	b.mu.Unlock()
+	for _, other := range items {
+		if other != it {
+			other.wake <- struct{}{}
+		}
+	}
+	return wrapBatch(op, it.err)
+}
+
+// wrapBatch is wrap for a body's result, unwrapping a commitErr (its writes
+// were committed).
+func wrapBatch(op string, err error) error {
+	var ce commitErr
+	if errors.As(err, &ce) {
+		err = ce.err
+	}
+	return wrap(op, err)
+}
+
+// runBatch runs items in one write transaction, each in its own savepoint,
+// and sets each item's err. A caller that gave up before its turn is
+// skipped.
+func (s *Store) runBatch(items []*batchItem) {
+	bg := context.Background()
+	defer s.wc.preparePending(bg)
+	fail := func(err error) {
+		for _, it := range items {
+			it.err = err
+		}
+	}
+	tx, err := s.w.BeginTx(bg, nil)
+	if err != nil {
+		fail(err)
+		return
+	}
+	for _, it := range items {
+		if err := it.ctx.Err(); err != nil {
+			it.err = err
+			continue
+		}
+		if _, err := s.wexec(bg, tx, `SAVEPOINT batch_item`); err != nil {
+			_ = tx.Rollback()
+			fail(err)
+			return
+		}
+		it.err = it.fn(context.WithoutCancel(it.ctx), tx)
+		var ce commitErr
+		if it.err != nil && !errors.As(it.err, &ce) {
+			if _, err := s.wexec(bg, tx, `ROLLBACK TO batch_item`); err != nil {
+				// SQLite rolls a whole transaction back on some errors
+				// (I/O, a full disk); then no body's writes survive.
+				_ = tx.Rollback()
+				fail(errors.Join(it.err, err))
+				return
+			}
+		}
+		if _, err := s.wexec(bg, tx, `RELEASE batch_item`); err != nil {
+			_ = tx.Rollback()
+			fail(err)
+			return
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		fail(err)
+	}
+}
