@@ -6,7 +6,9 @@
 // writes (ConsumeAuthCode, ConsumeLaunch, RotateRefreshToken) are serialised
 // by SQLite's write lock, and a busy timeout makes a second writer wait
 // instead of failing. Within a process, writes go through one connection and
-// reads through a small read-only pool.
+// reads through a small read-only pool, and the hot single-use writes that
+// arrive together share one transaction, each in its own savepoint
+// (writeBatcher).
 //
 // Times are stored as integer unix microseconds in UTC (the zero time as
 // NULL), so they round-trip at microsecond precision; slices and launch
