@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"sync"
 )
 
@@ -35,6 +36,7 @@ type batchItem struct {
 	ctx  context.Context
 	fn   func(ctx context.Context, tx *sql.Tx) error
 	err  error
+	pnc  any           // what fn panicked with, re-raised on its caller's goroutine
 	lead bool          // woken to lead the next batch, not with a result
 	wake chan struct{} // one signal: a result, or the lead
 }
@@ -57,7 +59,7 @@ func (s *Store) txBatched(ctx context.Context, op string, fn func(ctx context.Co
 	if !lead {
 		<-it.wake
 		if !it.lead {
-			return wrapBatch(op, it.err)
+			return it.result(op)
 		}
 	}
 	b.mu.Lock()
@@ -82,17 +84,34 @@ func (s *Store) txBatched(ctx context.Context, op string, fn func(ctx context.Co
 			other.wake <- struct{}{}
 		}
 	}
-	return wrapBatch(op, it.err)
+	return it.result(op)
 }
 
-// wrapBatch is wrap for a body's result, unwrapping a commitErr (its writes
-// were committed).
-func wrapBatch(op string, err error) error {
+// result is wrap for the body's outcome, unwrapping a commitErr (its writes
+// were committed). A body that panicked panics again here, on its own
+// caller's goroutine, after the batch has been committed for the others.
+func (it *batchItem) result(op string) error {
+	if it.pnc != nil {
+		panic(it.pnc)
+	}
+	err := it.err
 	var ce commitErr
 	if errors.As(err, &ce) {
 		err = ce.err
 	}
 	return wrap(op, err)
+}
+
+// run calls the body, turning a panic into an error (its writes are then
+// rolled back) so that the batch, its transaction and the lead survive it.
+func (it *batchItem) run(tx *sql.Tx) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			it.pnc = p
+			err = fmt.Errorf("transaction body panicked: %v", p)
+		}
+	}()
+	return it.fn(context.WithoutCancel(it.ctx), tx)
 }
 
 // runBatch runs items in one write transaction, each in its own savepoint,
@@ -121,7 +140,7 @@ func (s *Store) runBatch(items []*batchItem) {
 			fail(err)
 			return
 		}
-		it.err = it.fn(context.WithoutCancel(it.ctx), tx)
+		it.err = it.run(tx)
 		var ce commitErr
 		if it.err != nil && !errors.As(it.err, &ce) {
 			if _, err := s.wexec(bg, tx, `ROLLBACK TO batch_item`); err != nil {

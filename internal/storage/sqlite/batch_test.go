@@ -12,8 +12,9 @@ import (
 // TestWriteBatchIsolatesBodies queues bodies behind a leader that is still
 // running, so they share the next transaction, and checks that each body's
 // outcome is its own: a failed body's writes are rolled back and the
-// others' kept, a commitErr keeps its writes and still fails, and a caller
-// that gave up while queued never runs.
+// others' kept, a commitErr keeps its writes and still fails, a caller
+// that gave up while queued never runs, and a body that panics loses its
+// writes and panics on its own caller's goroutine, not the leader's.
 func TestWriteBatchIsolatesBodies(t *testing.T) {
 	ctx := context.Background()
 	s, err := Open(ctx, filepath.Join(t.TempDir(), "fhirgate.db"))
@@ -61,7 +62,17 @@ func TestWriteBatchIsolatesBodies(t *testing.T) {
 	})
 	start("gave-up", cancelled, insert("gave-up"))
 	start("after-failure", ctx, insert("after-failure"))
-	waitQueued(t, s, 5)
+	panicked := make(chan any, 1)
+	go func() {
+		defer func() { panicked <- recover() }()
+		_ = s.txBatched(ctx, "panics", func(ctx context.Context, tx *sql.Tx) error {
+			if err := insert("panics")(ctx, tx); err != nil {
+				return err
+			}
+			panic("body bug")
+		})
+	}()
+	waitQueued(t, s, 6)
 	cancel()
 	close(release)
 
@@ -76,7 +87,24 @@ func TestWriteBatchIsolatesBodies(t *testing.T) {
 		"gave-up":       {context.Canceled, false},
 		"after-failure": {nil, true},
 	}
+	if p := <-panicked; p != "body bug" {
+		t.Errorf("a panicking body's caller recovered %v, want its panic", p)
+	}
+	want["panics"] = struct {
+		err    error
+		stored bool
+	}{nil, false}
 	for name, w := range want {
+		if name == "panics" {
+			var n int
+			if err := s.w.QueryRowContext(ctx, `SELECT COUNT(*) FROM replays WHERE key = ?`, name).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n != 0 {
+				t.Errorf("a panicking body's write was kept")
+			}
+			continue
+		}
 		err := <-results[name]
 		if w.err == nil && err != nil || w.err != nil && !errors.Is(err, w.err) {
 			t.Errorf("%s: err = %v, want %v", name, err, w.err)
@@ -88,6 +116,17 @@ func TestWriteBatchIsolatesBodies(t *testing.T) {
 		if got := n == 1; got != w.stored {
 			t.Errorf("%s: stored = %v, want %v", name, got, w.stored)
 		}
+	}
+	// The batcher still works after the panic: its lead was released.
+	done := make(chan error, 1)
+	go func() { done <- s.txBatched(ctx, "later", insert("later")) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("a batch after the panic: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the batcher is stuck after a panicking body")
 	}
 }
 
