@@ -194,6 +194,16 @@ func (w *writer) openTail() error {
 		return fmt.Errorf("audit file sink: %w", err)
 	}
 	w.f, w.size = f, size
+	// A crash right after a rotation leaves the newest segment empty (or
+	// holding only a torn line): the head is then the last line of an
+	// earlier segment. The empty one stays open for appending; it is named
+	// for the sequence number that follows that head.
+	for i := len(segs) - 2; last == nil && i >= 0; i-- {
+		if last, err = lastLine(filepath.Join(w.dir, segs[i])); err != nil {
+			return err
+		}
+		path = filepath.Join(w.dir, segs[i])
+	}
 	if last != nil {
 		e, err := decodeLine(last)
 		if err != nil {
@@ -202,6 +212,20 @@ func (w *writer) openTail() error {
 		w.head = &e
 	}
 	return nil
+}
+
+// lastLine returns the last complete line of the segment at path (nil if none).
+func lastLine(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("audit file sink: %w", err)
+	}
+	defer f.Close()
+	_, last, err := tail(f)
+	if err != nil {
+		return nil, fmt.Errorf("audit file sink: read %s: %w", path, err)
+	}
+	return last, nil
 }
 
 // tail returns the length of f up to and including its last newline, and

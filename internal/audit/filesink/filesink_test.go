@@ -198,3 +198,46 @@ func joinLines(ls [][]byte) []byte {
 	}
 	return out
 }
+
+// TestEmptySegmentAfterCrash: a crash right after a rotation created a new
+// segment leaves it empty (or with only a torn line). The head must come
+// from the previous segment; otherwise the chain restarts at 1 inside the
+// old one and verification reports records stored again.
+func TestEmptySegmentAfterCrash(t *testing.T) {
+	for _, content := range []string{"", `{"node":"n1","seq":6,"pr`} {
+		ctx := context.Background()
+		dir := t.TempDir()
+		s := open(t, dir, 0)
+		tr, _ := trail.New(ctx, trail.Options{Sink: s, Node: "n1"})
+		for i := range 5 {
+			if err := tr.Record(ctx, audittest.SampleEvent(i, time.Now())); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tr.Close(ctx)
+		s.Close()
+		// The rotation's new segment, named for the next record, as a crash left it.
+		if err := os.WriteFile(filepath.Join(dir, "n1", segmentName(6)), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+
+		s = open(t, dir, 0)
+		head, ok, err := s.Head(ctx, "n1")
+		if err != nil || !ok || head.Seq != 5 {
+			t.Fatalf("content %q: head after crash = %d, %v, %v; want 5", content, head.Seq, ok, err)
+		}
+		tr, err = trail.New(ctx, trail.Options{Sink: s, Node: "n1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tr.Record(ctx, audittest.SampleEvent(6, time.Now())); err != nil {
+			t.Fatal(err)
+		}
+		tr.Close(ctx)
+		rep, _ := chain.Verify(ctx, s, chain.VerifyOptions{})
+		if !rep.OK() || rep.Nodes[0].Records != 6 {
+			t.Fatalf("content %q: after restart and append: %v", content, rep.Problems())
+		}
+		s.Close()
+	}
+}
