@@ -4,8 +4,9 @@
 // One writer goroutine owns the chain head of this node. Record queues the
 // event; the writer takes everything queued (up to MaxBatch), links it onto
 // the chain and hands the batch to the sink as one transaction and one fsync.
-// Before committing it yields once, so that on a busy process the requests
-// already runnable join the batch (an adaptive group-commit delay that costs
+// Before committing it yields, again while yielding still brings events (a
+// few times at most), so that on a busy process the requests already
+// runnable join the batch (an adaptive group-commit delay that costs
 // nothing when the process is idle).
 // In ModeSync (the default) Record returns only when its batch is durable, so
 // a caller that discloses data after Record returned nil never discloses
@@ -328,13 +329,20 @@ func (t *Trail) run() {
 				time.Sleep(asyncLinger)
 				batch = t.drain(batch)
 			}
-			if len(batch) < t.opts.MaxBatch {
-				// Yield once before committing: on a busy process the
-				// goroutines already runnable reach the queue and share
-				// this commit (one fsync) instead of each waiting for the
-				// next; on an idle one the yield returns at once.
+			// Yield before committing: on a busy process the goroutines
+			// already runnable reach the queue and share this commit (one
+			// fsync) instead of each waiting for the next. Yield again
+			// while a yield still brought events, up to maxYields; on an
+			// idle process the first yield returns at once with nothing.
+			for range maxYields {
+				if len(batch) >= t.opts.MaxBatch {
+					break
+				}
+				n := len(batch)
 				runtime.Gosched()
-				batch = t.drain(batch)
+				if batch = t.drain(batch); len(batch) == n {
+					break
+				}
 			}
 			t.commit(batch)
 		case <-tick:
@@ -344,6 +352,12 @@ func (t *Trail) run() {
 		}
 	}
 }
+
+// maxYields bounds the yields before one commit. In interleaved runs of the
+// gateway benchmark at 64 clients: 0.53-0.55 of audit-off throughput with
+// one yield, 0.63-0.73 with up to four; no change at 256 clients or on
+// /token.
+const maxYields = 4
 
 // asyncLinger is how long the writer lets events gather before an async
 // commit. It only widens the window of queued events a crash loses, which
