@@ -3,6 +3,8 @@ package app
 import (
 	"fmt"
 	"log/slog"
+	"net/url"
+	"strings"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -44,7 +46,8 @@ func buildBinding(cfg *config.Config, store storage.Store, log *slog.Logger, now
 	default: // "store"
 		b.replay = replay.FromStore(store, now)
 	}
-	v := &dpop.Verifier{Replay: b.replay, Now: now, IATWindow: cfg.DPoP.IATWindow, Algs: cfg.DPoPAlgs()}
+	v := &dpop.Verifier{Replay: b.replay, Now: now, IATWindow: cfg.DPoP.IATWindow, Algs: cfg.DPoPAlgs(),
+		Aliases: mtlsAliases(cfg)}
 	if cfg.DPoP.Nonce {
 		key, err := cfg.DPoPNonceKey()
 		if err != nil {
@@ -68,4 +71,22 @@ func buildBinding(cfg *config.Config, store storage.Store, log *slog.Logger, now
 // gatewayDPoP is the gateway's proof verifier.
 func (b *binding) gatewayDPoP() gateway.ProofVerifier {
 	return dpop.GatewayVerifier{Verifier: b.dpop}
+}
+
+// mtlsAliases maps the public URL prefixes to those of the mTLS listener
+// (mtlsHandler serves the same paths there), so a DPoP proof may name the
+// URL a client of that listener called: its /token, /userinfo, /par,
+// /revoke and /introspect aliases and its FHIR base. nil without mTLS.
+func mtlsAliases(cfg *config.Config) map[string]string {
+	base := cfg.MTLSBaseURL()
+	if base == "" {
+		return nil
+	}
+	aliases := map[string]string{cfg.Issuer: base}
+	if cfg.GatewayEnabled() {
+		if u, err := url.Parse(cfg.FHIRBase); err == nil {
+			aliases[cfg.FHIRBase] = base + strings.TrimRight(u.Path, "/")
+		}
+	}
+	return aliases
 }

@@ -31,6 +31,7 @@ type dpopTransport struct {
 	t    *testing.T
 	key  *ecdsa.PrivateKey
 	next http.RoundTripper
+	htu  string // when set, the proofs name this URL instead of the request's
 }
 
 func (d *dpopTransport) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -38,6 +39,9 @@ func (d *dpopTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	htu := *r.URL
 	htu.RawQuery, htu.Fragment = "", ""
 	claims := map[string]any{"jti": secret.ID(), "htm": r.Method, "htu": htu.String(), "iat": time.Now().Unix()}
+	if d.htu != "" {
+		claims["htu"] = d.htu
+	}
 	if at, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
 		r.Header.Set("Authorization", "DPoP "+at)
 		claims["ath"] = dpop.ATH(at)

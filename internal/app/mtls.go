@@ -15,16 +15,6 @@ import (
 	"github.com/fhirgate/fhirgate/internal/mtls"
 )
 
-// mtlsURL returns the mTLS alias (RFC 8705 §5) of the endpoint at path, or
-// "" when there are no mTLS endpoints.
-func mtlsURL(cfg *config.Config, path string) string {
-	base := cfg.MTLSBaseURL()
-	if base == "" {
-		return ""
-	}
-	return base + path
-}
-
 // listenMTLS binds mtls.addr as a TLS listener that requests (and the
 // handshake proves possession of) client certificates, with the server
 // certificate and policy of base. Each client's certificate is then checked

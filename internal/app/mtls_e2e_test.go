@@ -272,6 +272,62 @@ func TestMTLSListenerClientAuth(t *testing.T) {
 	}
 }
 
+// TestDPoPAtMTLSAliases: a DPoP client of the mTLS listener (no client
+// certificate) names the listener's URLs as htu, the URLs it called (RFC
+// 8705 §5 aliases): its token exchange, /userinfo and gateway reads work
+// there; a proof naming a URL of neither listener is refused.
+func TestDPoPAtMTLSAliases(t *testing.T) {
+	s := startMTLSServer(t, nil)
+	ctx := context.Background()
+	now := time.Now()
+	if _, err := CreateUser(ctx, s.app.Store(), NewUser{Username: "amy", Password: "amy-password", Role: storage.RolePatient, FHIRUser: "Patient/pt-001"}, fastPW, now); err != nil {
+		t.Fatal(err)
+	}
+	pub, _, err := CreateClient(ctx, s.app.Store(), clientreg.Metadata{ClientName: "DPoP app", RedirectURIs: []string{redirectURI},
+		Scope: "openid fhirUser launch/patient patient/*.rs", TokenEndpointAuthMethod: "none"}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oc := &oauth2.Config{ClientID: pub.ID, RedirectURL: redirectURI,
+		Scopes:   []string{"openid", "fhirUser", "launch/patient", "patient/*.rs"},
+		Endpoint: oauth2.Endpoint{AuthURL: s.app.Issuer() + "/authorize", TokenURL: s.mtlsAt + "/token", AuthStyle: oauth2.AuthStyleInParams}}
+	verifier := oauth2.GenerateVerifier()
+	b := newBrowser(t, s.app.URL(), redirectURI)
+	b.client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.roots}}
+	fl := runBrowserFlow(t, b, oc.AuthCodeURL("state-1234567890", oauth2.S256ChallengeOption(verifier),
+		oauth2.SetAuthURLParam("aud", s.app.FHIRBase())), "amy", "amy-password", "")
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	dpopClient := &http.Client{Transport: &dpopTransport{t: t, key: key, next: s.client(nil).Transport}}
+	tok, err := oc.Exchange(context.WithValue(ctx, oauth2.HTTPClient, dpopClient), fl.code, oauth2.VerifierOption(verifier))
+	if err != nil {
+		t.Fatalf("DPoP exchange at the mTLS alias: %v", err)
+	}
+	if tok.TokenType != "DPoP" {
+		t.Fatalf("token_type %q", tok.TokenType)
+	}
+	elsewhere := &http.Client{Transport: &dpopTransport{t: t, key: key, next: s.client(nil).Transport,
+		htu: "https://127.0.0.1:1/fhir/Patient/pt-001"}}
+	for _, u := range []string{s.mtlsAt + "/userinfo", s.mtlsAt + "/fhir/Patient/pt-001"} {
+		for _, c := range []struct {
+			name   string
+			client *http.Client
+			want   int
+		}{{"proof for this URL", dpopClient, 200}, {"proof for another URL", elsewhere, 401}} {
+			req, _ := http.NewRequest(http.MethodGet, u, nil)
+			req.Header.Set("Authorization", "Bearer "+tok.AccessToken) // the transport makes it DPoP
+			resp, err := c.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != c.want {
+				t.Errorf("%s, %s: %d, want %d", u, c.name, resp.StatusCode, c.want)
+			}
+		}
+	}
+}
+
 // TestMTLSBoundUserToken: a public app exchanges its code at the mTLS alias
 // of /token with a certificate; the access token is bound to it at
 // /userinfo and the gateway, and its refresh token needs the same

@@ -116,7 +116,7 @@ func buildMux(cfg *config.Config, store storage.Store, km *keys.Manager, tokens 
 		RefreshIdle: cfg.Tokens.RefreshIdle, RefreshAbsolute: cfg.Tokens.RefreshAbsolute,
 		RefreshRetryWindow: cfg.Tokens.RefreshRetryWindow, Sessions: store,
 		ClientAuth: clientAuth, BackendIssuer: backendTokens,
-		DPoP: bnd.dpop, TrustedProxies: bnd.proxies, TokenAliasURL: mtlsURL(cfg, discovery.PathToken),
+		DPoP: bnd.dpop, TrustedProxies: bnd.proxies,
 		RequireBoundConfidential: cfg.SenderConstraint.RequireConfidential,
 		RequireBoundSystem:       cfg.SenderConstraint.RequireSystem,
 		Suspended:                prot.suspended(),

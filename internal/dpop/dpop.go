@@ -74,6 +74,12 @@ type Verifier struct {
 	Algs []string
 	// Nonces, when set, requires a current server nonce in every proof.
 	Nonces NonceSource
+	// Aliases maps a URL prefix of this server to another prefix that
+	// reaches the same endpoints, such as its mTLS listener (RFC 8705 §5
+	// mtls_endpoint_aliases): a proof whose htu names the request URL under
+	// the alias prefix instead is accepted too. Keys and values are absolute
+	// http(s) URLs.
+	Aliases map[string]string
 }
 
 // Validate reports configuration mistakes: no replay cache, negative
@@ -85,6 +91,13 @@ func (v *Verifier) Validate() error {
 	}
 	if v.IATWindow < 0 || v.Leeway < 0 {
 		errs = append(errs, fmt.Errorf("%w: negative IATWindow or Leeway", ErrConfig))
+	}
+	for from, to := range v.Aliases {
+		for _, p := range []string{from, to} {
+			if _, err := normalizePrefix(p); err != nil {
+				errs = append(errs, fmt.Errorf("%w: alias %q: %w", ErrConfig, p, err))
+			}
+		}
 	}
 	for _, a := range v.Algs {
 		if !slices.Contains(SupportedAlgs, a) {
@@ -258,7 +271,7 @@ func (v *Verifier) Verify(ctx context.Context, proof, method string, u *url.URL,
 		return nil, fmt.Errorf("%w: htu: %w", ErrURL, err)
 	}
 	gotN, err := NormalizeURL(got)
-	if err != nil || gotN != want {
+	if err != nil || (gotN != want && !v.aliasOf(want, gotN)) {
 		return nil, ErrURL
 	}
 	iat, err := numericDate(*c.IAT)
@@ -330,6 +343,41 @@ func numericDate(raw json.RawMessage) (time.Time, error) {
 	}
 	sec, frac := math.Modf(f)
 	return time.Unix(int64(sec), int64(frac*1e9)), nil
+}
+
+// aliasOf reports whether htu is the normalised request URL want reached
+// through one of v.Aliases.
+func (v *Verifier) aliasOf(want, htu string) bool {
+	for from, to := range v.Aliases {
+		f, err := normalizePrefix(from)
+		if err != nil {
+			continue
+		}
+		rest, ok := strings.CutPrefix(want, f)
+		if !ok || (rest != "" && rest[0] != '/') {
+			continue
+		}
+		if t, err := normalizePrefix(to); err == nil && t+rest == htu {
+			return true
+		}
+	}
+	return false
+}
+
+// normalizePrefix is NormalizeURL of a URL prefix, without its trailing "/".
+func normalizePrefix(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrURL, err)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return "", fmt.Errorf("%w: a prefix has no query or fragment", ErrURL)
+	}
+	n, err := NormalizeURL(u)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimRight(n, "/"), nil
 }
 
 // ATH returns the ath claim value for an access token: base64url (no

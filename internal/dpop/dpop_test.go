@@ -442,3 +442,51 @@ func BenchmarkVerifyRS256(b *testing.B) {
 		}
 	}
 }
+
+// TestVerifyAliases: a proof may name the request URL under a configured
+// alias prefix of this server (its mTLS listener); any other host, port or
+// path is still refused, a prefix only matches at a path boundary, and bad
+// aliases are configuration errors.
+func TestVerifyAliases(t *testing.T) {
+	keys(t)
+	clk := newClock()
+	v := newVerifier(clk)
+	v.Aliases = map[string]string{
+		"https://as.example.org":          "https://mtls.example.org:9443",
+		"https://fhir.example.org/r4/api": "https://mtls.example.org:9443/r4/api",
+	}
+	if err := v.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		request, htu string
+		ok           bool
+	}{
+		{tokenURL, tokenURL, true},
+		{tokenURL, "https://mtls.example.org:9443/token", true},
+		{tokenURL, "HTTPS://MTLS.example.org:9443/token", true},
+		{"https://fhir.example.org/r4/api/Patient/1", "https://mtls.example.org:9443/r4/api/Patient/1", true},
+		{"https://fhir.example.org/r4/api", "https://mtls.example.org:9443/r4/api", true},
+		{tokenURL, "https://mtls.example.org:9444/token", false},
+		{tokenURL, "https://mtls.example.org:9443/par", false},
+		{tokenURL, "https://evil.example.org/token", false},
+		{"https://fhir.example.org/r4/apix/Patient", "https://mtls.example.org:9443/r4/apix/Patient", false},
+		{"https://fhir.example.org/r4/api/Patient/1", "https://mtls.example.org:9443/Patient/1", false},
+	}
+	for _, tc := range cases {
+		_, err := v.Verify(context.Background(), proof(t, jose.ES256, ecKey, claimsFor("GET", tc.htu, clk.Now())), "GET", mustURL(t, tc.request), "")
+		if tc.ok && err != nil {
+			t.Errorf("request %s, htu %s: %v", tc.request, tc.htu, err)
+		}
+		if !tc.ok && !errors.Is(err, dpop.ErrURL) {
+			t.Errorf("request %s, htu %s: err = %v, want ErrURL", tc.request, tc.htu, err)
+		}
+	}
+	for _, bad := range []string{"ftp://x.example.org", "https://x.example.org/?q=1", "/relative", "https://u@x.example.org"} {
+		w := newVerifier(clk)
+		w.Aliases = map[string]string{"https://as.example.org": bad}
+		if err := w.Validate(); !errors.Is(err, dpop.ErrConfig) {
+			t.Errorf("alias %q: Validate = %v, want ErrConfig", bad, err)
+		}
+	}
+}

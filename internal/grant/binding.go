@@ -106,15 +106,6 @@ func (h *Handler) bind(ctx context.Context, client *storage.Client, req Request,
 			return b, oauth.Wrap(oauth.ServerError, "internal error", fmt.Errorf("grant: token URL: %w", err))
 		}
 		p, err := h.opts.DPoP.Verify(ctx, req.DPoP, "POST", u, "")
-		if errors.Is(err, dpop.ErrURL) && h.opts.TokenAliasURL != "" {
-			// A client of the mTLS listener names its alias URL. The htu
-			// check comes before the jti is recorded, so a retry is sound.
-			alias, aerr := url.Parse(h.opts.TokenAliasURL)
-			if aerr != nil {
-				return b, oauth.Wrap(oauth.ServerError, "internal error", fmt.Errorf("grant: token alias URL: %w", aerr))
-			}
-			p, err = h.opts.DPoP.Verify(ctx, req.DPoP, "POST", alias, "")
-		}
 		if err != nil {
 			return b, dpop.OAuthError(err)
 		}

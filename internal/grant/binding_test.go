@@ -470,26 +470,41 @@ func TestClientCredentialsBinding(t *testing.T) {
 	}
 }
 
-// TestDPoPTokenAliasURL: with an mTLS listener, a proof may name the /token
-// alias (RFC 8705 §5) as htu as well as the main URL; any other URL is
-// still refused, and without an alias the alias URL is refused.
-func TestDPoPTokenAliasURL(t *testing.T) {
-	const alias = "https://mtls.fhirgate.example:9443/token"
-	f := newDPoPFixture(t, func(o *grant.Options) { o.TokenAliasURL = alias })
+// TestDPoPAliasURLs: with an mTLS listener (the verifier's Aliases), a
+// proof may name the /token and /userinfo aliases (RFC 8705 §5) as htu as
+// well as the main URLs; any other URL is still refused, and without an
+// alias the alias URL is refused.
+func TestDPoPAliasURLs(t *testing.T) {
+	const mtlsBase = "https://mtls.fhirgate.example:9443"
+	f := newDPoPFixture(t)
+	f.verifier.Aliases = map[string]string{issuerURL: mtlsBase}
 	c, _ := f.client(oauth.AuthNone)
 	k := newKey(t)
-	for _, htu := range []string{alias, tokenEndpoint} {
+	var at string
+	for _, htu := range []string{mtlsBase + "/token", tokenEndpoint} {
 		code, verifier := f.code(c, codeOpts{})
 		body := wantOK(t, f.exchangeDPoP(code, verifier, public(c), f.proof(t, k, "POST", htu, nil)))
 		if body.str("token_type") != "DPoP" {
 			t.Fatalf("htu %s: %v", htu, body)
 		}
+		at = body.str("access_token")
 	}
 	code, verifier := f.code(c, codeOpts{})
-	wantError(t, f.exchangeDPoP(code, verifier, public(c), f.proof(t, k, "POST", "https://mtls.fhirgate.example:9443/par", nil)), 400, oauth.InvalidDPoPProof)
+	wantError(t, f.exchangeDPoP(code, verifier, public(c), f.proof(t, k, "POST", mtlsBase+"/par", nil)), 400, oauth.InvalidDPoPProof)
+	for htu, want := range map[string]int{
+		mtlsBase + "/userinfo":                   http.StatusOK,
+		userinfoEndpoint:                         http.StatusOK,
+		mtlsBase + "/token":                      http.StatusUnauthorized,
+		"https://other.example:9443/userinfo":    http.StatusUnauthorized,
+		"https://mtls.fhirgate.example/userinfo": http.StatusUnauthorized,
+	} {
+		if w := f.userinfoWith("DPoP", at, f.proof(t, k, "GET", htu, map[string]any{"ath": dpop.ATH(at)})); w.Code != want {
+			t.Errorf("userinfo with htu %s: %d, want %d: %s", htu, w.Code, want, w.Body.String())
+		}
+	}
 
 	g := newDPoPFixture(t)
 	c2, _ := g.client(oauth.AuthNone)
 	code, verifier = g.code(c2, codeOpts{})
-	wantError(t, g.exchangeDPoP(code, verifier, public(c2), g.proof(t, k, "POST", alias, nil)), 400, oauth.InvalidDPoPProof)
+	wantError(t, g.exchangeDPoP(code, verifier, public(c2), g.proof(t, k, "POST", mtlsBase+"/token", nil)), 400, oauth.InvalidDPoPProof)
 }

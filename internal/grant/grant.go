@@ -80,9 +80,6 @@ type Options struct {
 	// TokenURL is the public /token URL DPoP proofs must name (htu);
 	// IssuerURL + "/token" when empty.
 	TokenURL string
-	// TokenAliasURL is the /token URL of the mTLS listener (RFC 8705 §5
-	// mtls_endpoint_aliases), accepted as htu too; "" when there is none.
-	TokenAliasURL string
 	// TrustedProxies may pass the client certificate of a TLS connection
 	// they terminated in a header (RFC 8705 behind a front proxy).
 	TrustedProxies mtls.TrustedProxies
