@@ -105,6 +105,12 @@ func (a Anomaly) Active(now time.Time) bool {
 	return a.Action != ActionRecord && a.ClearedAt.IsZero() && (a.Until.IsZero() || now.Before(a.Until))
 }
 
+// DefaultRetention is how long a store keeps an anomaly that can no longer
+// be in force (a record, a cleared one, an expired throttle or suspension),
+// counted from when it ended. Each anomaly is an audit event too, so the
+// audit trail keeps the history beyond it.
+const DefaultRetention = 30 * 24 * time.Hour
+
 // ErrNotFound reports an unknown anomaly id.
 var ErrNotFound = errors.New("anomaly: not found")
 

@@ -23,7 +23,7 @@ import (
 // Defaults.
 const (
 	DefaultPrefix    = "fhirgate:anomaly:"
-	DefaultRetention = 30 * 24 * time.Hour
+	DefaultRetention = anomaly.DefaultRetention
 )
 
 // Store is the Redis anomaly.Store.

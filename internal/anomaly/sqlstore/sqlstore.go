@@ -6,6 +6,9 @@
 //
 // Anomalies are rows of the table anomalies: times are integer unix
 // microseconds UTC (0 when unset), the subject is two columns (kind, id).
+// Each Add also deletes the anomalies that ended (were recorded, cleared or
+// expired) more than anomaly.DefaultRetention before it; one in force is
+// never deleted.
 package sqlstore
 
 import (
@@ -99,6 +102,26 @@ func (c *core) Add(ctx context.Context, a *anomaly.Anomaly) error {
 	q := "INSERT INTO anomalies (" + columns + ") VALUES (?" + strings.Repeat(", ?", 12) + ")"
 	if _, err := c.db.exec(ctx, q, addArgs(a)...); err != nil {
 		return c.errf("add "+a.ID, err)
+	}
+	// Anomalies are rare, so pruning on each Add keeps the table bounded
+	// without a timer. The new anomaly is stored either way: a failed
+	// prune is retried by the next Add.
+	_ = c.Prune(ctx, a.RaisedAt.Add(-anomaly.DefaultRetention))
+	return nil
+}
+
+// Prune deletes the anomalies that ended before cutoff: a record raised
+// (and, if cleared, cleared) before it, a throttle or suspension cleared
+// before it, or one whose Until passed before it. An anomaly in force is
+// never deleted.
+func (c *core) Prune(ctx context.Context, cutoff time.Time) error {
+	cut := cutoff.UnixMicro()
+	_, err := c.db.exec(ctx, `DELETE FROM anomalies WHERE
+		(action = 'record' AND raised_us < ? AND cleared_us < ?)
+		OR (cleared_us <> 0 AND cleared_us < ?)
+		OR (until_us <> 0 AND until_us < ?)`, cut, cut, cut, cut)
+	if err != nil {
+		return c.errf("prune", err)
 	}
 	return nil
 }

@@ -225,3 +225,69 @@ func TestOpenPostgresRefusesBadSchema(t *testing.T) {
 		t.Fatalf("OpenPostgres(bad schema) = %v", err)
 	}
 }
+
+// TestPruneOnAdd: adding an anomaly deletes those that ended more than
+// anomaly.DefaultRetention before it, and keeps every one that ended later
+// or is still in force, however old.
+func TestPruneOnAdd(t *testing.T) {
+	stores := map[string]func(t *testing.T) anomaly.Store{
+		"sqlite": func(t *testing.T) anomaly.Store {
+			s := openSQLite(t, filepath.Join(t.TempDir(), "fhirgate.db"))
+			t.Cleanup(func() { _ = s.Close() })
+			return s
+		},
+		"postgres": func(t *testing.T) anomaly.Store {
+			dsn, schema := newSchema(t)
+			return openPostgres(t, dsn, schema)
+		},
+	}
+	for name, open := range stores {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			s := open(t)
+			now := time.Now().UTC().Truncate(time.Microsecond)
+			day := 24 * time.Hour
+			old := now.Add(-anomaly.DefaultRetention - day) // ended before the cutoff
+			recent := now.Add(-anomaly.DefaultRetention + day)
+			add := func(id string, action anomaly.Action, raised, until time.Time) {
+				a := suspension(id, raised)
+				a.Action, a.Until = action, until
+				if err := s.Add(ctx, a); err != nil {
+					t.Fatal(err)
+				}
+			}
+			add("old-record", anomaly.ActionRecord, old, time.Time{})
+			add("recent-record", anomaly.ActionRecord, recent, time.Time{})
+			add("old-throttle", anomaly.ActionThrottle, old.Add(-day), old)
+			add("throttle-ended-recently", anomaly.ActionThrottle, old, recent)
+			add("old-suspension-in-force", anomaly.ActionSuspend, old.Add(-100*day), time.Time{})
+			add("old-suspension-cleared-old", anomaly.ActionSuspend, old.Add(-day), time.Time{})
+			add("old-suspension-cleared-recently", anomaly.ActionSuspend, old.Add(-day), time.Time{})
+			if _, err := s.Clear(ctx, "old-suspension-cleared-old", "admin", old); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Clear(ctx, "old-suspension-cleared-recently", "admin", recent); err != nil {
+				t.Fatal(err)
+			}
+			add("new", anomaly.ActionRecord, now, time.Time{})
+
+			got, err := s.List(ctx, anomaly.ListOptions{IncludeCleared: true, Limit: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			kept := map[string]bool{}
+			for _, a := range got {
+				kept[a.ID] = true
+			}
+			for id, want := range map[string]bool{
+				"old-record": false, "recent-record": true, "old-throttle": false,
+				"throttle-ended-recently": true, "old-suspension-in-force": true,
+				"old-suspension-cleared-old": false, "old-suspension-cleared-recently": true, "new": true,
+			} {
+				if kept[id] != want {
+					t.Errorf("%s kept = %v, want %v", id, kept[id], want)
+				}
+			}
+		})
+	}
+}
