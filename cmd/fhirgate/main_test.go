@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base32"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,8 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/devcerts"
+	"github.com/fhirgate/fhirgate/internal/keys"
+	"github.com/fhirgate/fhirgate/internal/mfa"
 	"github.com/fhirgate/fhirgate/internal/password"
+	"github.com/fhirgate/fhirgate/internal/storage/sqlite"
 )
 
 // fastPW keeps argon2id cheap in tests; the binary uses password.Default.
@@ -411,5 +417,50 @@ func TestServeBehindProxyAndTLS(t *testing.T) {
 	}
 	if r := stop(); r.code != 0 {
 		t.Fatal(r.stderr)
+	}
+}
+
+// TestUsersMFAProvision: the command prints a fresh key once; the user
+// confirms it with a code (as on the enrol page); provisioning over the
+// confirmed factor, and for an unknown user, fails.
+func TestUsersMFAProvision(t *testing.T) {
+	dir := t.TempDir()
+	mustCLI(t, "users", "create", "--data-dir", dir, "--username", "doc", "--password", "correct horse",
+		"--role", "clinician", "--fhir-user", "Practitioner/9")
+	out := decode[map[string]string](t, mustCLI(t, "users", "mfa-provision", "--data-dir", dir, "--username", "doc", "--json"))
+	if !strings.HasPrefix(out["otpauth_uri"], "otpauth://totp/") || !strings.Contains(out["otpauth_uri"], "secret="+out["key"]) || out["username"] != "doc" {
+		t.Fatalf("provision output %v", out)
+	}
+	again := decode[map[string]string](t, mustCLI(t, "users", "mfa-provision", "--data-dir", dir, "--username", "doc", "--json"))
+	if again["key"] == out["key"] {
+		t.Fatal("a second provision kept the key")
+	}
+	raw, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(again["key"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	s, err := sqlite.Open(ctx, filepath.Join(dir, "fhirgate.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := mfa.New(mfa.Options{Store: s, KEK: keys.DevKEK(), Auditor: audit.LogAuditor{Logger: slog.New(slog.DiscardHandler)},
+		Enrolment: mfa.EnrolProvisioned})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := s.GetUserByUsername(ctx, "doc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Confirm(ctx, u.ID, mfa.Code(raw, mfa.Step(time.Now()))); err != nil {
+		t.Fatalf("confirm the provisioned key: %v", err)
+	}
+	s.Close()
+	if r := cli(t, nil, "", "users", "mfa-provision", "--data-dir", dir, "--username", "doc"); r.code != 1 || !strings.Contains(r.stderr, "already has a confirmed second factor") {
+		t.Fatalf("provision over a confirmed factor: %+v", r)
+	}
+	if r := cli(t, nil, "", "users", "mfa-provision", "--data-dir", dir, "--username", "nobody"); r.code != 1 || !strings.Contains(r.stderr, `no user "nobody"`) {
+		t.Fatalf("unknown user: %+v", r)
 	}
 }

@@ -10,7 +10,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fhirgate/fhirgate/internal/app"
+	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/config"
+	"github.com/fhirgate/fhirgate/internal/mfa"
 	"github.com/fhirgate/fhirgate/internal/storage"
 )
 
@@ -31,7 +33,7 @@ func toUserJSON(u *storage.User) userJSON {
 
 func newUsersCmd(e *env, g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "users", Short: "Manage local user accounts"}
-	cmd.AddCommand(newUsersCreateCmd(e, g), newUsersListCmd(e, g), newUsersDeleteCmd(e, g))
+	cmd.AddCommand(newUsersCreateCmd(e, g), newUsersListCmd(e, g), newUsersDeleteCmd(e, g), newUsersMFAProvisionCmd(e, g))
 	return cmd
 }
 
@@ -144,6 +146,52 @@ func newUsersDeleteCmd(e *env, g *globalFlags) *cobra.Command {
 					return printJSON(e.stdout, map[string]string{"deleted": username})
 				}
 				_, err := fmt.Fprintf(e.stdout, "deleted user %s\n", username)
+				return err
+			})
+		},
+	}
+	cmd.Flags().StringVar(&username, "username", "", "login name (required)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	_ = cmd.MarkFlagRequired("username")
+	return cmd
+}
+
+func newUsersMFAProvisionCmd(e *env, g *globalFlags) *cobra.Command {
+	var username string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "mfa-provision",
+		Short: "Create a user's TOTP key to hand over out of band (login.mfa_enrolment: provisioned)",
+		Long: "Creates a fresh TOTP key for the user's first second factor, replacing an unconfirmed one, and\n" +
+			"prints it once (otpauth URI and base32 key). Give it to the user over a channel other than their\n" +
+			"password; they add it to an authenticator app and confirm it with a first code on /mfa/enrol.\n" +
+			"A confirmed second factor must be reset first (admin console).",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withStore(cmd, e, g, func(ctx context.Context, cfg *config.Config, s storage.Store) error {
+				u, err := findUser(ctx, s, username)
+				if err != nil {
+					return err
+				}
+				kek, err := app.KEK(cfg)
+				if err != nil {
+					return err
+				}
+				log := newLogger(e.stderr, cfg.Log.Level)
+				svc, err := mfa.New(mfa.Options{Store: s, KEK: kek, Auditor: audit.LogAuditor{Logger: log, Now: e.now}, Logger: log, Now: e.now})
+				if err != nil {
+					return err
+				}
+				uri, key, err := svc.Provision(ctx, u.ID, u.Username, "cli")
+				if errors.Is(err, mfa.ErrAlreadyEnrolled) {
+					return fmt.Errorf("user %q already has a confirmed second factor; reset it first", username)
+				} else if err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(e.stdout, map[string]string{"username": u.Username, "otpauth_uri": uri, "key": key})
+				}
+				_, err = fmt.Fprintf(e.stdout, "otpauth URI: %s\nkey: %s\nGive this to %s out of band; it is not shown again.\n", uri, key, u.Username)
 				return err
 			})
 		},

@@ -2,6 +2,7 @@ package account
 
 import (
 	"context"
+	"encoding/base32"
 	"net/http"
 	"net/url"
 	"strings"
@@ -353,4 +354,59 @@ func TestLogout(t *testing.T) {
 	if !e.rec.Has(audit.ActionLogout, audit.Success) {
 		t.Fatal("logout not audited")
 	}
+}
+
+// TestProvisionedMFAEnrolmentPages: with login.mfa_enrolment provisioned, a
+// clinician who must use a second factor but has no provisioned key is
+// refused (with an explanation and an audit event) instead of shown a new
+// key, the QR image is not served, and once an administrator provisioned a
+// key the page asks only for a code, never showing the key; the right code
+// from that key turns the factor on.
+func TestProvisionedMFAEnrolmentPages(t *testing.T) {
+	e := newEnv(t, func(o *mfa.Options) { o.Enrolment = mfa.EnrolProvisioned })
+	b := e.browser()
+	p := b.signIn("bob", PathApps)
+	if p.status != http.StatusSeeOther || p.location != mfa.EnrolURL(PathApps) {
+		t.Fatalf("clinician sign-in: %d %q", p.status, p.location)
+	}
+	p = b.get(mfa.EnrolURL(PathApps))
+	if p.status != http.StatusForbidden || !strings.Contains(p.body, "administrator") || strings.Contains(p.body, "totp-key") {
+		t.Fatalf("enrol page without a provisioned key: %d\n%s", p.status, p.body)
+	}
+	if !e.rec.Has(mfa.ActionEnrolled, audit.Failure) {
+		t.Fatal("refused enrolment not audited")
+	}
+	if qr := b.get(mfa.PathQR); qr.status != http.StatusNotFound {
+		t.Fatalf("qr without a provisioned key: %d", qr.status)
+	}
+
+	uri, key, err := e.mfa.Provision(context.Background(), "u-bob", "bob", "test admin")
+	if err != nil || uri == "" {
+		t.Fatal(err)
+	}
+	raw, err := mfaKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p = b.get(mfa.EnrolURL(PathApps))
+	if p.status != http.StatusOK || strings.Contains(p.body, "totp-key") || strings.Contains(p.body, "qr.png") ||
+		strings.Contains(strings.ReplaceAll(p.body, " ", ""), key) {
+		t.Fatalf("enrol page with a provisioned key: %d\n%s", p.status, p.body)
+	}
+	if qr := b.get(mfa.PathQR); qr.status != http.StatusNotFound {
+		t.Fatalf("qr of a provisioned key served: %d", qr.status)
+	}
+	csrf := csrfOf(t, p.body)
+	p = b.post(mfa.PathEnrol, url.Values{"csrf": {csrf}, "next": {PathApps}, "code": {mfa.Code(raw, mfa.Step(time.Now()))}})
+	if p.status != http.StatusOK || !strings.Contains(p.body, "recovery-codes") {
+		t.Fatalf("confirm provisioned key: %d\n%s", p.status, p.body)
+	}
+	if p := b.get(PathApps); p.status != http.StatusOK {
+		t.Fatalf("apps after enrolment: %d %q", p.status, p.location)
+	}
+}
+
+// mfaKey decodes a base32 TOTP key as printed by Provision.
+func mfaKey(key string) ([]byte, error) {
+	return base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(key)
 }

@@ -41,7 +41,7 @@ type env struct {
 	skew  atomic.Int64 // added to the session manager's clock (timeouts)
 }
 
-func newEnv(t testing.TB) *env {
+func newEnv(t testing.TB, mfaMods ...func(*mfa.Options)) *env {
 	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "db.sqlite"))
@@ -74,7 +74,11 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.mfa, err = mfa.New(mfa.Options{Store: st, KEK: []byte("0123456789abcdef0123456789abcdef"), Auditor: e.rec})
+	mo := mfa.Options{Store: st, KEK: []byte("0123456789abcdef0123456789abcdef"), Auditor: e.rec}
+	for _, m := range mfaMods {
+		m(&mo)
+	}
+	e.mfa, err = mfa.New(mo)
 	if err != nil {
 		t.Fatal(err)
 	}

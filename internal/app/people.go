@@ -45,7 +45,8 @@ func newPeople(cfg *config.Config, store storage.Store, km *keys.Manager, sessio
 	for _, r := range cfg.Login.RequireMFAFor.Roles() {
 		p.require = append(p.require, storage.Role(r))
 	}
-	p.mfa, err = mfa.New(mfa.Options{Store: store, KEK: kek, Auditor: auditor, Logger: log, Now: now})
+	p.mfa, err = mfa.New(mfa.Options{Store: store, KEK: kek, Enrolment: mfa.Enrolment(cfg.Login.MFAEnrolment),
+		Auditor: auditor, Logger: log, Now: now})
 	if err != nil {
 		return nil, fmt.Errorf("mfa: %w", err)
 	}

@@ -128,6 +128,10 @@ type Login struct {
 	// sign in with a second factor (TOTP); YAML only, e.g. [clinician, admin].
 	// Users who enrolled one always use it; the admin console always needs it.
 	RequireMFAFor RoleList `yaml:"require_mfa_for" env:"FHIRGATE_LOGIN_REQUIRE_MFA_FOR" doc:"roles that must sign in with a second factor (TOTP), e.g. [clinician, admin]"`
+	// MFAEnrolment says who creates a user's first TOTP key: "self" (the
+	// signed-in user, on the enrol page) or "provisioned" (an administrator,
+	// with fhirgate users mfa-provision, handing it over out of band).
+	MFAEnrolment string `yaml:"mfa_enrolment" env:"FHIRGATE_LOGIN_MFA_ENROLMENT" doc:"who creates a user's first TOTP key: self (the user, on the enrol page, after the password) or provisioned (an administrator, fhirgate users mfa-provision, out of band)"`
 }
 
 // RoleList is a list of roles kept as space-separated text (so config
@@ -218,7 +222,7 @@ func Default() *Config {
 		},
 		PAR:        PAR{TTL: DefaultPARTTL},
 		ClientAuth: ClientAuth{JWKSTimeout: DefaultJWKSTimeout, JWKSMaxBytes: DefaultJWKSMaxBytes, JWKSCacheTTL: DefaultJWKSCacheTTL, CacheTTL: DefaultClientCacheTTL},
-		Login:      Login{MaxFailures: DefaultMaxFailures, Lockout: DefaultLockout},
+		Login:      Login{MaxFailures: DefaultMaxFailures, Lockout: DefaultLockout, MFAEnrolment: "self"},
 		Roles: Roles{
 			Patient:   DefaultPatientScopes,
 			Clinician: DefaultClinicianScopes,

@@ -152,6 +152,9 @@ func (c *Config) Validate() error {
 			add("login.require_mfa_for", "roles are patient, clinician or admin, got %q", r)
 		}
 	}
+	if m := c.Login.MFAEnrolment; m != "self" && m != "provisioned" {
+		add("login.mfa_enrolment", "must be self or provisioned, got %q", m)
+	}
 
 	for _, r := range []struct{ key, val string }{
 		{"roles.patient", c.Roles.Patient},

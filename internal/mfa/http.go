@@ -274,17 +274,27 @@ func (h *Handler) enrolPage(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) renderEnrol(w http.ResponseWriter, r *http.Request, status int, sess *storage.Session, u *storage.User, next, msg string) {
 	_, key, err := h.opts.Service.Pending(r.Context(), u.ID, u.Username)
-	if errors.Is(err, ErrAlreadyEnrolled) {
+	switch {
+	case errors.Is(err, ErrAlreadyEnrolled):
 		see(w, r, VerifyURL(next))
 		return
-	}
-	if err != nil {
+	case errors.Is(err, ErrNotProvisioned):
+		h.record(r.Context(), audit.Event{Time: h.opts.Now(), Action: ActionEnrolled, Outcome: audit.Failure,
+			UserID: u.ID, SourceIP: httpx.ClientIP(r), UserAgent: r.UserAgent(), Reason: "no provisioned key (login.mfa_enrolment: provisioned)"})
+		h.errorPage(w, http.StatusForbidden, "Two-step sign-in is not set up yet",
+			"An administrator sets up two-step sign-in for this account and gives you its key. Ask your administrator, then sign in again.")
+		return
+	case err != nil:
 		h.internal(w, r, err)
 		return
 	}
+	page := web.MFAEnrolPage{Title: "Set up two-step sign-in", CSRF: sess.CSRFToken,
+		Next: next, Required: h.required(u.Role), Error: msg}
+	if key != "" { // not a provisioned key, which is never shown
+		page.QRURL, page.Key = PathQR, group(key)
+	}
 	httpx.PageSecurityHeaders(w)
-	h.pages.Write(w, status, web.PageMFAEnrol, web.MFAEnrolPage{Title: "Set up two-step sign-in", CSRF: sess.CSRFToken,
-		Next: next, QRURL: PathQR, Key: group(key), Required: h.required(u.Role), Error: msg})
+	h.pages.Write(w, status, web.PageMFAEnrol, page)
 }
 
 // group splits a base32 key into blocks of four for reading.
@@ -312,7 +322,7 @@ func (h *Handler) enrolSubmit(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, ErrNotEnrolled):
 		see(w, r, EnrolURL(next))
 		return
-	case errors.Is(err, ErrInvalidCode):
+	case errors.Is(err, ErrInvalidCode), errors.Is(err, ErrNotProvisioned):
 		h.renderEnrol(w, r, http.StatusOK, sess, u, next, Message(err))
 		return
 	case err != nil:
@@ -343,8 +353,8 @@ func (h *Handler) qr(w http.ResponseWriter, r *http.Request) {
 	}
 	_ = sess
 	uri, _, err := h.opts.Service.Pending(r.Context(), u.ID, u.Username)
-	if errors.Is(err, ErrAlreadyEnrolled) {
-		http.NotFound(w, r)
+	if errors.Is(err, ErrAlreadyEnrolled) || errors.Is(err, ErrNotProvisioned) || (err == nil && uri == "") {
+		http.NotFound(w, r) // nothing to show: enrolled, or a key handed over out of band
 		return
 	}
 	if err != nil {

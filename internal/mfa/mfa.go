@@ -31,6 +31,25 @@ const (
 	ActionEnrolled audit.Action = "mfa.enrolled"
 	ActionVerified audit.Action = "mfa.verified"
 	ActionReset    audit.Action = "mfa.reset"
+	// ActionProvisioned: an administrator created a user's TOTP key to hand
+	// over out of band (Service.Provision).
+	ActionProvisioned audit.Action = "mfa.provisioned"
+)
+
+// Enrolment says who may create a user's first TOTP key.
+type Enrolment string
+
+// Enrolment modes (login.mfa_enrolment).
+const (
+	// EnrolSelf: a signed-in user sets up their own second factor on the
+	// enrol page (the key is shown there); the password alone protects that
+	// first enrolment.
+	EnrolSelf Enrolment = "self"
+	// EnrolProvisioned: an administrator creates the key with `fhirgate
+	// users mfa-provision` and hands it over out of band; the enrol page
+	// only confirms such a key with a first code and never shows one, so
+	// a stolen password cannot enrol an attacker's authenticator.
+	EnrolProvisioned Enrolment = "provisioned"
 )
 
 // Errors. Show users Message(err).
@@ -39,6 +58,9 @@ var (
 	ErrReplayed        = errors.New("mfa: code already used")
 	ErrNotEnrolled     = errors.New("mfa: not enrolled")
 	ErrAlreadyEnrolled = errors.New("mfa: already enrolled")
+	// ErrNotProvisioned: with EnrolProvisioned, the user has no key an
+	// administrator provisioned.
+	ErrNotProvisioned = errors.New("mfa: no provisioned key")
 )
 
 // Message is the text to show for a verification error ("" for others).
@@ -62,20 +84,23 @@ type Options struct {
 	// signing keys use); at least 16 bytes.
 	KEK []byte
 	// Issuer names this server in authenticator apps ("fhirgate" by default).
-	Issuer  string
-	Auditor audit.Auditor
-	Logger  *slog.Logger
-	Now     func() time.Time
+	Issuer string
+	// Enrolment is EnrolSelf (the default) or EnrolProvisioned.
+	Enrolment Enrolment
+	Auditor   audit.Auditor
+	Logger    *slog.Logger
+	Now       func() time.Time
 }
 
 // Service enrols and verifies second factors.
 type Service struct {
-	store  storage.MFA
-	seal   *sealer
-	issuer string
-	audit  audit.Auditor
-	logger *slog.Logger
-	now    func() time.Time
+	store     storage.MFA
+	seal      *sealer
+	issuer    string
+	enrolment Enrolment
+	audit     audit.Auditor
+	logger    *slog.Logger
+	now       func() time.Time
 }
 
 // New returns a Service.
@@ -87,7 +112,15 @@ func New(opts Options) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	svc := &Service{store: opts.Store, seal: s, issuer: opts.Issuer, audit: opts.Auditor, logger: opts.Logger, now: opts.Now}
+	switch opts.Enrolment {
+	case "":
+		opts.Enrolment = EnrolSelf
+	case EnrolSelf, EnrolProvisioned:
+	default:
+		return nil, fmt.Errorf("mfa: Enrolment must be %q or %q, got %q", EnrolSelf, EnrolProvisioned, opts.Enrolment)
+	}
+	svc := &Service{store: opts.Store, seal: s, issuer: opts.Issuer, enrolment: opts.Enrolment,
+		audit: opts.Auditor, logger: opts.Logger, now: opts.Now}
 	if svc.issuer == "" {
 		svc.issuer = "fhirgate"
 	}
@@ -112,15 +145,22 @@ func (s *Service) Enrolled(ctx context.Context, userID string) (bool, error) {
 	return c.Confirmed, nil
 }
 
-// Pending returns the otpauth URI of userID's unconfirmed enrolment,
-// starting one (a fresh key) when there is none. It returns
+// Pending returns the otpauth URI and key of userID's unconfirmed
+// enrolment, starting one (a fresh key) when there is none. It returns
 // ErrAlreadyEnrolled for a confirmed one: an enrolment is only replaced
-// after an administrator resets it.
+// after an administrator resets it. A provisioned key is never returned
+// (its holder got it out of band): then uri and key are "". With
+// EnrolProvisioned it starts nothing, and a user without a provisioned key
+// gets ErrNotProvisioned.
 func (s *Service) Pending(ctx context.Context, userID, account string) (uri, key string, err error) {
 	c, err := s.store.GetMFA(ctx, userID)
 	switch {
 	case err == nil && c.Confirmed:
 		return "", "", ErrAlreadyEnrolled
+	case err == nil && c.Provisioned:
+		return "", "", nil
+	case s.enrolment == EnrolProvisioned && (err == nil || errors.Is(err, storage.ErrNotFound)):
+		return "", "", ErrNotProvisioned
 	case err == nil:
 		raw, oerr := s.seal.open(userID, c.SealedSecret)
 		if oerr == nil {
@@ -129,6 +169,33 @@ func (s *Service) Pending(ctx context.Context, userID, account string) (uri, key
 	case !errors.Is(err, storage.ErrNotFound):
 		return "", "", fmt.Errorf("mfa: get: %w", err)
 	}
+	return s.start(ctx, userID, account, false)
+}
+
+// Provision creates a fresh key for userID's first enrolment, replacing an
+// unconfirmed one, and returns it to be handed over out of band; the user
+// confirms it with a first code on the enrol page. ErrAlreadyEnrolled for
+// a confirmed enrolment (reset it first).
+func (s *Service) Provision(ctx context.Context, userID, account, by string) (uri, key string, err error) {
+	c, err := s.store.GetMFA(ctx, userID)
+	switch {
+	case err == nil && c.Confirmed:
+		return "", "", ErrAlreadyEnrolled
+	case err != nil && !errors.Is(err, storage.ErrNotFound):
+		return "", "", fmt.Errorf("mfa: get: %w", err)
+	}
+	if uri, key, err = s.start(ctx, userID, account, true); err != nil {
+		return "", "", err
+	}
+	if err := s.audit.Record(ctx, audit.Event{Time: s.now(), Action: ActionProvisioned, Outcome: audit.Success,
+		UserID: userID, Reason: "provisioned by " + by}); err != nil {
+		return "", "", fmt.Errorf("mfa: audit: %w", err)
+	}
+	return uri, key, nil
+}
+
+// start stores a fresh pending key for userID and returns it.
+func (s *Service) start(ctx context.Context, userID, account string, provisioned bool) (uri, key string, err error) {
 	raw := make([]byte, KeySize)
 	if _, err := rand.Read(raw); err != nil {
 		return "", "", fmt.Errorf("mfa: key: %w", err)
@@ -138,7 +205,8 @@ func (s *Service) Pending(ctx context.Context, userID, account string) (uri, key
 		return "", "", err
 	}
 	now := s.now()
-	if err := s.store.PutMFA(ctx, &storage.MFACredential{UserID: userID, SealedSecret: sealed, CreatedAt: now, UpdatedAt: now}); err != nil {
+	if err := s.store.PutMFA(ctx, &storage.MFACredential{UserID: userID, SealedSecret: sealed, Provisioned: provisioned,
+		CreatedAt: now, UpdatedAt: now}); err != nil {
 		return "", "", fmt.Errorf("mfa: store pending: %w", err)
 	}
 	return URI(s.issuer, account, raw), EncodeKey(raw), nil
@@ -165,6 +233,9 @@ func (s *Service) Confirm(ctx context.Context, userID, code string) ([]string, e
 	}
 	if c.Confirmed {
 		return nil, ErrAlreadyEnrolled
+	}
+	if s.enrolment == EnrolProvisioned && !c.Provisioned {
+		return nil, ErrNotProvisioned
 	}
 	key, err := s.seal.open(userID, c.SealedSecret)
 	if err != nil {

@@ -247,3 +247,73 @@ func TestLocalNext(t *testing.T) {
 		}
 	}
 }
+
+// TestProvisionedEnrolment: with EnrolProvisioned only a key an
+// administrator provisioned can be confirmed, and no page-facing call ever
+// returns it; a key a user started on the page earlier (self mode) does not
+// count; a confirmed factor cannot be provisioned over.
+func TestProvisionedEnrolment(t *testing.T) {
+	ctx := context.Background()
+	store := openStore(t)
+	c := &clock{t: time.Date(2026, 3, 1, 8, 0, 10, 0, time.UTC)}
+	rec := &audittest.Recorder{}
+	self, err := New(Options{Store: store, KEK: testKEK, Auditor: rec, Now: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prov, err := New(Options{Store: store, KEK: testKEK, Auditor: rec, Now: c.Now, Enrolment: EnrolProvisioned})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Options{Store: store, KEK: testKEK, Auditor: rec, Enrolment: "anyone"}); err == nil {
+		t.Fatal("unknown enrolment mode accepted")
+	}
+
+	// No key yet: nothing to show, nothing started.
+	if _, _, err := prov.Pending(ctx, "u1", "amy"); !errors.Is(err, ErrNotProvisioned) {
+		t.Fatalf("pending without a provisioned key: %v", err)
+	}
+	if _, err := store.GetMFA(ctx, "u1"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("a key was started: %v", err)
+	}
+	// A key the user started themselves (say, before the mode changed)
+	// cannot be confirmed in provisioned mode.
+	if _, _, err := self.Pending(ctx, "u1", "amy"); err != nil {
+		t.Fatal(err)
+	}
+	selfKey := keyOf(t, self, store, "u1")
+	if _, _, err := prov.Pending(ctx, "u1", "amy"); !errors.Is(err, ErrNotProvisioned) {
+		t.Fatalf("self-started key offered in provisioned mode: %v", err)
+	}
+	if _, err := prov.Confirm(ctx, "u1", Code(selfKey, Step(c.Now()))); !errors.Is(err, ErrNotProvisioned) {
+		t.Fatalf("self-started key confirmed in provisioned mode: %v", err)
+	}
+
+	// Provisioning replaces it; the key is returned once, to the admin.
+	uri, key, err := prov.Provision(ctx, "u1", "amy", "cli")
+	if err != nil || !strings.HasPrefix(uri, "otpauth://totp/") || key == "" {
+		t.Fatalf("provision: %q %q %v", uri, key, err)
+	}
+	if !rec.Has(ActionProvisioned, audit.Success) {
+		t.Fatalf("no %s audit event", ActionProvisioned)
+	}
+	raw := keyOf(t, prov, store, "u1")
+	if EncodeKey(raw) != key || EncodeKey(raw) == EncodeKey(selfKey) {
+		t.Fatal("provisioned key is not the stored one, or the old one was kept")
+	}
+	for _, svc := range []*Service{prov, self} { // never shown on a page, in either mode
+		if uri, key, err := svc.Pending(ctx, "u1", "amy"); err != nil || uri != "" || key != "" {
+			t.Fatalf("a provisioned key was disclosed: %q %q %v", uri, key, err)
+		}
+	}
+	if _, err := prov.Confirm(ctx, "u1", Code(selfKey, Step(c.Now()))); !errors.Is(err, ErrInvalidCode) {
+		t.Fatalf("the replaced key still works: %v", err)
+	}
+	codes, err := prov.Confirm(ctx, "u1", Code(raw, Step(c.Now())))
+	if err != nil || len(codes) != RecoveryCodes {
+		t.Fatalf("confirm provisioned key: %v", err)
+	}
+	if _, _, err := prov.Provision(ctx, "u1", "amy", "cli"); !errors.Is(err, ErrAlreadyEnrolled) {
+		t.Fatalf("provisioned over a confirmed factor: %v", err)
+	}
+}

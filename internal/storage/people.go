@@ -11,8 +11,11 @@ type MFACredential struct {
 	// SealedSecret is the TOTP key encrypted with the key-encryption key
 	// (package mfa seals and opens it); never stored in clear.
 	SealedSecret []byte
-	Confirmed    bool  // enrolment finished: a first code was verified
-	LastStep     int64 // the last accepted TOTP time step (replay protection)
+	Confirmed    bool // enrolment finished: a first code was verified
+	// Provisioned marks a key an administrator created and handed over out
+	// of band (login.mfa_enrolment: provisioned), not one shown on a page.
+	Provisioned bool
+	LastStep    int64 // the last accepted TOTP time step (replay protection)
 	// RecoveryHashes are SHA-256 hashes (HashSecret) of the unused recovery codes.
 	RecoveryHashes [][]byte
 	CreatedAt      time.Time

@@ -43,7 +43,8 @@ type MFAPage struct {
 }
 
 // MFAEnrolPage shows the QR code (an image URL on this server) and the key
-// for manual entry, and asks for a first code.
+// for manual entry, and asks for a first code. Without a Key (one an
+// administrator handed over out of band) it only asks for the code.
 type MFAEnrolPage struct {
 	Title    string
 	CSRF     string

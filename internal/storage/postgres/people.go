@@ -13,8 +13,8 @@ import (
 // GetMFA returns userID's TOTP credential with its unused recovery hashes.
 func (s *Store) GetMFA(ctx context.Context, userID string) (*storage.MFACredential, error) {
 	c := storage.MFACredential{UserID: userID}
-	err := s.pool.QueryRow(ctx, `SELECT sealed_secret, confirmed, last_step, created_at, updated_at
-		FROM mfa_credentials WHERE user_id = $1`, userID).Scan(&c.SealedSecret, &c.Confirmed, &c.LastStep,
+	err := s.pool.QueryRow(ctx, `SELECT sealed_secret, confirmed, provisioned, last_step, created_at, updated_at
+		FROM mfa_credentials WHERE user_id = $1`, userID).Scan(&c.SealedSecret, &c.Confirmed, &c.Provisioned, &c.LastStep,
 		ts(&c.CreatedAt), ts(&c.UpdatedAt))
 	if err != nil {
 		return nil, wrap("get mfa", err)
@@ -41,8 +41,8 @@ func (s *Store) PutMFA(ctx context.Context, c *storage.MFACredential) error {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO mfa_credentials
-			(user_id, sealed_secret, confirmed, last_step, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)`,
-			c.UserID, c.SealedSecret, c.Confirmed, c.LastStep, tz(c.CreatedAt), tz(c.UpdatedAt)); err != nil {
+			(user_id, sealed_secret, confirmed, provisioned, last_step, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			c.UserID, c.SealedSecret, c.Confirmed, c.Provisioned, c.LastStep, tz(c.CreatedAt), tz(c.UpdatedAt)); err != nil {
 			return err
 		}
 		for _, h := range c.RecoveryHashes {

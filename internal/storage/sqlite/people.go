@@ -12,8 +12,8 @@ import (
 // GetMFA returns userID's TOTP credential with its unused recovery hashes.
 func (s *Store) GetMFA(ctx context.Context, userID string) (*storage.MFACredential, error) {
 	c := storage.MFACredential{UserID: userID}
-	err := s.rrow(ctx, `SELECT sealed_secret, confirmed, last_step, created_at, updated_at
-		FROM mfa_credentials WHERE user_id = ?`, userID).Scan(bs(&c.SealedSecret), &c.Confirmed, &c.LastStep,
+	err := s.rrow(ctx, `SELECT sealed_secret, confirmed, provisioned, last_step, created_at, updated_at
+		FROM mfa_credentials WHERE user_id = ?`, userID).Scan(bs(&c.SealedSecret), &c.Confirmed, &c.Provisioned, &c.LastStep,
 		ts(&c.CreatedAt), ts(&c.UpdatedAt))
 	if err != nil {
 		return nil, wrap("get mfa", err)
@@ -40,8 +40,8 @@ func (s *Store) PutMFA(ctx context.Context, c *storage.MFACredential) error {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO mfa_credentials
-			(user_id, sealed_secret, confirmed, last_step, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)`,
-			c.UserID, c.SealedSecret, c.Confirmed, c.LastStep, micros(c.CreatedAt), micros(c.UpdatedAt)); err != nil {
+			(user_id, sealed_secret, confirmed, provisioned, last_step, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			c.UserID, c.SealedSecret, c.Confirmed, c.Provisioned, c.LastStep, micros(c.CreatedAt), micros(c.UpdatedAt)); err != nil {
 			return err
 		}
 		for _, h := range c.RecoveryHashes {

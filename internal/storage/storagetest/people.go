@@ -28,7 +28,10 @@ func People(t *testing.T, s storage.Store) {
 	if err := s.UseTOTPStep(ctx, "u1", 5, now); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("unconfirmed step: %v", err)
 	}
-	c.Confirmed = true
+	if got, err := s.GetMFA(ctx, "u1"); err != nil || got.Provisioned {
+		t.Fatalf("provisioned by default: %+v %v", got, err)
+	}
+	c.Confirmed, c.Provisioned = true, true
 	if err := s.PutMFA(ctx, c); err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +62,7 @@ func People(t *testing.T, s storage.Store) {
 		t.Fatalf("recovery code reused: %v", err)
 	}
 	got, err := s.GetMFA(ctx, "u1")
-	if err != nil || !got.Confirmed || got.LastStep != 10 || len(got.RecoveryHashes) != 1 || string(got.SealedSecret) != "sealed" {
+	if err != nil || !got.Confirmed || !got.Provisioned || got.LastStep != 10 || len(got.RecoveryHashes) != 1 || string(got.SealedSecret) != "sealed" {
 		t.Fatalf("get mfa %+v %v", got, err)
 	}
 	if err := s.DeleteMFA(ctx, "u1"); err != nil {
