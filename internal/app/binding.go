@@ -75,8 +75,8 @@ func (b *binding) gatewayDPoP() gateway.ProofVerifier {
 
 // mtlsAliases maps the public URL prefixes to those of the mTLS listener
 // (mtlsHandler serves the same paths there), so a DPoP proof may name the
-// URL a client of that listener called: its /token, /userinfo, /par,
-// /revoke and /introspect aliases and its FHIR base. nil without mTLS.
+// URL a client of that listener called: the /token and /userinfo aliases
+// and the FHIR base there. nil without mTLS.
 func mtlsAliases(cfg *config.Config) map[string]string {
 	base := cfg.MTLSBaseURL()
 	if base == "" {
