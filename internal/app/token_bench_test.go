@@ -178,7 +178,7 @@ func benchmarkTokenHTTP(b *testing.B, label string, overrides map[string]string)
 						Hash: storage.HashSecret(codes[i]), ClientID: client.ID, RedirectURI: redirect,
 						CodeChallenge: challenge, Scope: tc.scope, UserID: user.ID, AuthTime: now,
 						Context:  storage.LaunchContext{Patient: "1", NeedPatientBanner: true},
-						FamilyID: secret.ID(), CreatedAt: now, ExpiresAt: now.Add(time.Hour),
+						FamilyID: secret.TimeID(time.Now()), CreatedAt: now, ExpiresAt: now.Add(time.Hour),
 					}); err != nil {
 						b.Fatal(err)
 					}

@@ -176,7 +176,7 @@ func (h *Handler) issueCode(ctx context.Context, ev audit.Event, ar *storage.Aut
 		AMR:           sess.AMR,
 		ACR:           sess.ACR,
 		Context:       lc,
-		FamilyID:      secret.ID(),
+		FamilyID:      secret.TimeID(now),
 		CreatedAt:     now,
 		ExpiresAt:     now.Add(h.opts.CodeTTL),
 	}

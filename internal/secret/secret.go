@@ -6,6 +6,8 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/binary"
+	"time"
 )
 
 // Bytes is the default entropy of a generated secret: 256 bits.
@@ -27,6 +29,28 @@ func Token() string { return New(Bytes) }
 
 // ID returns a new 128-bit URL-safe identifier (not a secret, but unguessable).
 func ID() string { return New(16) }
+
+// sortedEncoding is URL-safe base64 with its alphabet in ASCII order, so
+// that encoded strings of equal length sort as the bytes they encode.
+var sortedEncoding = base64.NewEncoding("-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz").WithPadding(base64.NoPadding)
+
+// TimeID returns a new 128-bit URL-safe identifier whose first 48 bits are
+// now in Unix milliseconds and the other 80 random, encoded so that an ID
+// from a later millisecond sorts after one from an earlier millisecond. Rows
+// inserted under such keys land at the right edge of their index, next to
+// the rows inserted just before them, instead of on a random page each: a
+// write transaction that inserts many of them then writes few pages. Use it
+// for identifiers of rows created on hot paths that are not secrets (the
+// time it carries is public) but must stay unguessable.
+func TimeID(now time.Time) string {
+	var b [16]byte
+	ms := uint64(max(now.UnixMilli(), 0))
+	binary.BigEndian.PutUint64(b[:8], ms<<16) // the low 48 bits of ms, big-endian, in b[0:6]
+	if _, err := rand.Read(b[6:]); err != nil {
+		panic("secret: crypto/rand failed: " + err.Error())
+	}
+	return sortedEncoding.EncodeToString(b[:])
+}
 
 // Equal compares two secrets (or their hashes) in constant time.
 func Equal(a, b []byte) bool { return subtle.ConstantTimeCompare(a, b) == 1 }

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/fhirgate/fhirgate/internal/storage"
 	"github.com/fhirgate/fhirgate/internal/storage/sqlite"
 	"github.com/fhirgate/fhirgate/internal/storage/storagetest"
 )
@@ -21,3 +22,7 @@ func benchStore(b *testing.B) *sqlite.Store {
 func BenchmarkConsumeAuthCode(b *testing.B) { storagetest.BenchConsumeAuthCode(b, benchStore(b)) }
 
 func BenchmarkGetClient(b *testing.B) { storagetest.BenchGetClient(b, benchStore(b)) }
+
+func BenchmarkRedeemAuthCode(b *testing.B) {
+	storagetest.BenchRedeemAuthCode(b, func(b *testing.B) storage.Store { return benchStore(b) })
+}

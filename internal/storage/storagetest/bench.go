@@ -2,11 +2,13 @@ package storagetest
 
 import (
 	"context"
+	"runtime"
 	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/fhirgate/fhirgate/internal/secret"
 	"github.com/fhirgate/fhirgate/internal/storage"
 )
 
@@ -67,4 +69,52 @@ func BenchGetClient(b *testing.B, s storage.Store) {
 			}
 		})
 	})
+}
+
+// BenchRedeemAuthCode measures what the token endpoint writes for a code
+// exchange on s: consume the code and insert its token family, from 64
+// goroutines at once (a busy token endpoint). The codes are created before
+// the timer starts. It runs twice: with random family IDs and with the
+// time-ordered IDs (secret.TimeID) that /authorize assigns, whose inserts
+// share index pages instead of each writing a random one. open returns a
+// fresh store for each run.
+func BenchRedeemAuthCode(b *testing.B, open func(*testing.B) storage.Store) {
+	ctx := context.Background()
+	for _, ids := range []struct {
+		name string
+		id   func() string
+	}{
+		{"random-family-ids", secret.ID},
+		{"time-ordered-family-ids", func() string { return secret.TimeID(time.Now()) }},
+	} {
+		b.Run(ids.name, func(b *testing.B) {
+			s := open(b)
+			now := time.Now()
+			codes := make([]*storage.AuthCode, b.N)
+			for i := range codes {
+				c := newAuthCode(ids.name + strconv.Itoa(i) + secret.ID())
+				c.FamilyID, c.CreatedAt, c.ExpiresAt = ids.id(), now, now.Add(time.Hour)
+				if err := s.CreateAuthCode(ctx, c); err != nil {
+					b.Fatal(err)
+				}
+				codes[i] = c
+			}
+			var next atomic.Int64
+			b.SetParallelism(max(1, 64/runtime.GOMAXPROCS(0)))
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					c := codes[next.Add(1)-1]
+					_, err := s.RedeemAuthCode(ctx, c.Hash, now, func(c *storage.AuthCode) (*storage.Redemption, error) {
+						return &storage.Redemption{Family: &storage.TokenFamily{ID: c.FamilyID, ClientID: c.ClientID,
+							UserID: c.UserID, Scope: c.Scope, Context: c.Context, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}}, nil
+					})
+					if err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
 }

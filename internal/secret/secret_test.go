@@ -1,0 +1,61 @@
+package secret
+
+import (
+	"encoding/binary"
+	"regexp"
+	"testing"
+	"time"
+)
+
+var urlSafe = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+func TestTimeIDSortsByTime(t *testing.T) {
+	start := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	prev := TimeID(start)
+	// Steps that change low, middle and high digits of the encoding.
+	for _, step := range []time.Duration{time.Millisecond, 63 * time.Millisecond, time.Second, 17 * time.Minute, 24 * time.Hour, 400 * 24 * time.Hour} {
+		for i := 0; i < 50; i++ {
+			start = start.Add(step)
+			id := TimeID(start)
+			if len(id) != 22 || !urlSafe.MatchString(id) {
+				t.Fatalf("TimeID = %q: want 22 URL-safe characters", id)
+			}
+			if id <= prev {
+				t.Fatalf("TimeID at %v = %q sorts before or equal to the one a step (%v) earlier, %q", start, id, step, prev)
+			}
+			prev = id
+		}
+	}
+}
+
+func TestTimeIDCarriesTimeAndRandomness(t *testing.T) {
+	now := time.UnixMilli(1_795_000_000_123)
+	seen := map[string]bool{}
+	for i := 0; i < 1000; i++ {
+		id := TimeID(now)
+		if seen[id] {
+			t.Fatalf("TimeID repeated %q within one millisecond", id)
+		}
+		seen[id] = true
+		raw, err := sortedEncoding.DecodeString(id)
+		if err != nil || len(raw) != 16 {
+			t.Fatalf("decode %q: %d bytes, %v", id, len(raw), err)
+		}
+		var ts [8]byte
+		copy(ts[2:], raw[:6])
+		if got := int64(binary.BigEndian.Uint64(ts[:])); got != now.UnixMilli() {
+			t.Fatalf("TimeID carries %d ms, want %d", got, now.UnixMilli())
+		}
+	}
+}
+
+func TestSortedEncodingOrdersLikeBytes(t *testing.T) {
+	// Every single-byte step must keep order once encoded.
+	for v := 0; v < 255; v++ {
+		a := sortedEncoding.EncodeToString([]byte{byte(v), 0, 0})
+		b := sortedEncoding.EncodeToString([]byte{byte(v + 1), 0, 0})
+		if a >= b {
+			t.Fatalf("encoding of %d (%q) does not sort before %d (%q)", v, a, v+1, b)
+		}
+	}
+}
