@@ -279,15 +279,19 @@ type AuthCodes interface {
 	// ErrAlreadyUsed: consumed before; the code record is returned too, so the
 	// caller can revoke its family. Exactly one concurrent caller succeeds.
 	ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time) (*AuthCode, error)
-	// RedeemAuthCode is the code exchange as one transaction: it consumes
-	// the code as ConsumeAuthCode does and, in the same transaction, calls
-	// exchange with it and inserts the Redemption it returns (the token
-	// family, whose ID must be the code's FamilyID, and an optional refresh
-	// token). If exchange fails, the code stays consumed (a failed exchange
+	// RedeemAuthCode is the code exchange: it calls exchange with the code
+	// and, in one transaction, consumes the code as ConsumeAuthCode does and
+	// inserts the Redemption exchange returned (the token family, whose ID
+	// must be the code's FamilyID, and an optional refresh token). If
+	// exchange fails, the code is consumed all the same (a failed exchange
 	// burns it), nothing else is written, and exchange's error is returned
 	// with the code. Unknown, expired and used codes are reported as by
 	// ConsumeAuthCode without calling exchange, so a reused code's family
-	// exists whenever an earlier exchange succeeded.
+	// exists whenever an earlier exchange succeeded. A store may call
+	// exchange before the transaction that decides which of several
+	// concurrent callers consumes the code; the others then get
+	// ErrAlreadyUsed and what their exchange returned is dropped, so
+	// exchange must have no effect beyond its result.
 	RedeemAuthCode(ctx context.Context, hash []byte, now time.Time, exchange func(*AuthCode) (*Redemption, error)) (*AuthCode, error)
 }
 

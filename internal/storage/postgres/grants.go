@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/fhirgate/fhirgate/internal/storage"
 )
@@ -153,53 +154,89 @@ func (s *Store) ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time)
 	return s.RedeemAuthCode(ctx, hash, now, nil)
 }
 
-// RedeemAuthCode marks the code used with one conditional UPDATE (its row
-// lock serialises concurrent redeemers) inside a transaction, then runs
-// exchange and inserts its family and refresh token before committing. If
-// the UPDATE matched no row, a read says why: a used code is ErrAlreadyUsed
-// (checked before expiry, so replay is always reported); an expired code is
-// ErrExpired and stays unused. Both return the code.
+// RedeemAuthCode reads the code and runs exchange outside any transaction,
+// then consumes the code and writes what exchange returned in one
+// statement: one round trip and one commit, where a transaction around
+// separate statements took four round trips while holding a pooled
+// connection. The statement's conditional UPDATE decides who redeems the
+// code (its row lock serialises concurrent redeemers, and a redeemer that
+// waited re-checks used_at once the first commits), and its data-modifying
+// CTEs insert the family and refresh token only for the row it consumed.
+// If it consumed nothing, a read says why: a used code is ErrAlreadyUsed
+// (checked before expiry, so replay is always reported); an expired code
+// is ErrExpired and stays unused. Both return the code. A failed exchange
+// still consumes the code.
 func (s *Store) RedeemAuthCode(ctx context.Context, hash []byte, now time.Time, exchange func(*storage.AuthCode) (*storage.Redemption, error)) (*storage.AuthCode, error) {
-	var code *storage.AuthCode
-	err := s.tx(ctx, "redeem auth code", func(tx pgx.Tx) error {
-		c, err := scanAuthCode(tx.QueryRow(ctx, `UPDATE auth_codes SET used_at = $2
-			WHERE hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING `+authCodeCols, hash, now))
-		if errors.Is(err, pgx.ErrNoRows) {
-			if c, err = scanAuthCode(tx.QueryRow(ctx, `SELECT `+authCodeCols+` FROM auth_codes WHERE hash = $1`, hash)); err != nil {
-				return err
-			}
-			code = c
-			switch {
-			case !c.UsedAt.IsZero():
-				return storage.ErrAlreadyUsed
-			case expired(micro(now), c.ExpiresAt):
-				return storage.ErrExpired
-			}
-			return errInconsistent
+	const op = "redeem auth code"
+	now = micro(now)
+	code, err := scanAuthCode(s.pool.QueryRow(ctx, `SELECT `+authCodeCols+` FROM auth_codes WHERE hash = $1`, hash))
+	if err != nil {
+		return nil, wrap(op, err)
+	}
+	if err := unredeemable(code, now); err != nil {
+		return code, wrap(op, err)
+	}
+	code.UsedAt = now // as consuming it leaves it: codes change in nothing else
+	var (
+		red     *storage.Redemption
+		exchErr error
+	)
+	if exchange != nil {
+		consumed := *code
+		if red, exchErr = exchange(&consumed); exchErr == nil {
+			exchErr = storage.CheckRedemption(code, red)
 		}
+	}
+	const consume = `UPDATE auth_codes SET used_at = $2 WHERE hash = $1 AND used_at IS NULL AND expires_at > $2`
+	var tag pgconn.CommandTag
+	switch {
+	case exchErr != nil || red == nil:
+		tag, err = s.pool.Exec(ctx, consume, hash, now)
+	case red.Refresh == nil:
+		f := red.Family
+		tag, err = s.pool.Exec(ctx, `WITH used AS (`+consume+` RETURNING 1)
+			INSERT INTO token_families (`+familyCols+`)
+			SELECT $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 FROM used`, hash, now,
+			f.ID, f.ClientID, f.UserID, f.Scope, f.Context, tz(f.CreatedAt), tz(f.ExpiresAt), tz(f.RevokedAt),
+			f.Reason, f.DPoPJKT, f.CertThumbprint, f.SessionHash)
+	default:
+		f, t := red.Family, red.Refresh
+		tag, err = s.pool.Exec(ctx, `WITH used AS (`+consume+` RETURNING 1),
+			family AS (INSERT INTO token_families (`+familyCols+`)
+				SELECT $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 FROM used RETURNING id)
+			INSERT INTO refresh_tokens (`+refreshCols+`)
+			SELECT $15, family.id, $16, $17, $18, $19, $20, $21, $22 FROM family`, hash, now,
+			f.ID, f.ClientID, f.UserID, f.Scope, f.Context, tz(f.CreatedAt), tz(f.ExpiresAt), tz(f.RevokedAt),
+			f.Reason, f.DPoPJKT, f.CertThumbprint, f.SessionHash,
+			t.Hash, t.ClientID, t.UserID, t.Scope, tz(t.CreatedAt), tz(t.ExpiresAt), tz(t.UsedAt), t.SuccessorHash)
+	}
+	if err != nil {
+		return code, wrap(op, err)
+	}
+	if tag.RowsAffected() == 0 {
+		// Someone else consumed it (or it expired) since it was read.
+		c, err := scanAuthCode(s.pool.QueryRow(ctx, `SELECT `+authCodeCols+` FROM auth_codes WHERE hash = $1`, hash))
 		if err != nil {
-			return err
+			return nil, wrap(op, err)
 		}
-		code = c
-		if exchange == nil {
-			return nil
+		if err := unredeemable(c, now); err != nil {
+			return c, wrap(op, err)
 		}
-		r, err := exchange(c)
-		if err != nil {
-			return commitErr{err}
-		}
-		if err := storage.CheckRedemption(c, r); err != nil {
-			return commitErr{err}
-		}
-		if err := insertFamily(ctx, tx, r.Family); err != nil {
-			return err
-		}
-		if r.Refresh != nil {
-			return insertRefresh(ctx, tx, r.Refresh)
-		}
-		return nil
-	})
-	return code, err
+		return c, wrap(op, errInconsistent)
+	}
+	return code, wrap(op, exchErr)
+}
+
+// unredeemable says why c cannot be redeemed at now, if it cannot: used
+// (checked first, so a replay is always reported as one) or expired.
+func unredeemable(c *storage.AuthCode, now time.Time) error {
+	switch {
+	case !c.UsedAt.IsZero():
+		return storage.ErrAlreadyUsed
+	case expired(now, c.ExpiresAt):
+		return storage.ErrExpired
+	}
+	return nil
 }
 
 // errInconsistent refuses a single-use value whose conditional update

@@ -303,7 +303,9 @@ func testRedeemAuthCode(t *testing.T, s storage.Store) {
 	_, err = s.GetFamily(ctx, exp.FamilyID)
 	wantErr(t, "family of expired code", err, storage.ErrNotFound)
 
-	// Concurrent redemption: exactly one exchange runs and one family is written.
+	// Concurrent redemption: exactly one caller redeems the code and one
+	// family is written. A store may run exchange before it knows who wins
+	// (PostgreSQL does), so exchange may run for losers too, at most once each.
 	for round := range 3 {
 		rc := newAuthCode(label("redeem-race", round))
 		wantErr(t, "CreateAuthCode", s.CreateAuthCode(ctx, rc), nil)
@@ -316,8 +318,11 @@ func testRedeemAuthCode(t *testing.T, s storage.Store) {
 			return err
 		})
 		oneWinner(t, "RedeemAuthCode race", errs, storage.ErrAlreadyUsed)
-		if n := calls.Load(); n != 1 {
-			t.Fatalf("exchange ran %d times, want 1", n)
+		if n := calls.Load(); n < 1 || n > Racers {
+			t.Fatalf("exchange ran %d times for %d racers", n, Racers)
+		}
+		if _, err := s.GetFamily(ctx, rc.FamilyID); err != nil {
+			t.Fatalf("RedeemAuthCode race: the winner's family: %v", err)
 		}
 	}
 }
