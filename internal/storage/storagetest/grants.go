@@ -261,6 +261,19 @@ func testRedeemAuthCode(t *testing.T, s storage.Store) {
 	if _, err := s.GetRefreshToken(ctx, hash("rt-"+c.FamilyID)); err != nil {
 		t.Fatalf("refresh token not written: %v", err)
 	}
+	// Without a refresh token: the family alone is written with the consumption.
+	single := newAuthCode("redeem-family-only")
+	wantErr(t, "CreateAuthCode", s.CreateAuthCode(ctx, single), nil)
+	_, err = s.RedeemAuthCode(ctx, single.Hash, now, func(c *storage.AuthCode) (*storage.Redemption, error) {
+		return &storage.Redemption{Family: newFamily(c.FamilyID, c.UserID, c.ClientID)}, nil
+	})
+	wantErr(t, "RedeemAuthCode without refresh token", err, nil)
+	if f, err := s.GetFamily(ctx, single.FamilyID); err != nil || f.UserID != single.UserID {
+		t.Fatalf("family of a redemption without refresh token: %+v, %v", f, err)
+	}
+	_, err = s.ConsumeAuthCode(ctx, single.Hash, now)
+	wantErr(t, "code after its redemption", err, storage.ErrAlreadyUsed)
+
 	// Reuse: reported with the code, exchange not called, the family exists to revoke.
 	called := false
 	got, err = s.RedeemAuthCode(ctx, c.Hash, now, func(*storage.AuthCode) (*storage.Redemption, error) {
@@ -294,6 +307,19 @@ func testRedeemAuthCode(t *testing.T, s storage.Store) {
 	wantErr(t, "RedeemAuthCode wrong family", err, storage.ErrBadRedemption)
 	_, err = s.GetFamily(ctx, "someone-else")
 	wantErr(t, "foreign family", err, storage.ErrNotFound)
+
+	// A write that fails (here, a family that already exists) takes the
+	// consumption with it: the code stays unused and nothing else is written.
+	clash := newAuthCode("redeem-5")
+	wantErr(t, "CreateAuthCode", s.CreateAuthCode(ctx, clash), nil)
+	wantErr(t, "CreateFamily", s.CreateFamily(ctx, newFamily(clash.FamilyID, "someone", "another-client")), nil)
+	_, err = s.RedeemAuthCode(ctx, clash.Hash, now, redemption)
+	wantErr(t, "RedeemAuthCode family clash", err, storage.ErrConflict)
+	_, err = s.GetRefreshToken(ctx, hash("rt-"+clash.FamilyID))
+	wantErr(t, "refresh token after family clash", err, storage.ErrNotFound)
+	if _, err := s.ConsumeAuthCode(ctx, clash.Hash, now); err != nil {
+		t.Fatalf("code after a redemption whose write failed: %v, want it still unused", err)
+	}
 
 	// Expired: not consumed, exchange not called.
 	exp := newAuthCode("redeem-4")
