@@ -176,15 +176,17 @@ func (s *Store) RedeemAuthCode(ctx context.Context, hash []byte, now time.Time, 
 	if err := unredeemable(code, now); err != nil {
 		return code, wrap(op, err)
 	}
-	code.UsedAt = now // as consuming it leaves it: codes change in nothing else
+	// The code as consuming it leaves it: codes change in nothing else.
+	consumed := *code
+	consumed.UsedAt = now
 	var (
 		red     *storage.Redemption
 		exchErr error
 	)
 	if exchange != nil {
-		consumed := *code
-		if red, exchErr = exchange(&consumed); exchErr == nil {
-			exchErr = storage.CheckRedemption(code, red)
+		arg := consumed
+		if red, exchErr = exchange(&arg); exchErr == nil {
+			exchErr = storage.CheckRedemption(&consumed, red)
 		}
 	}
 	const consume = `UPDATE auth_codes SET used_at = $2 WHERE hash = $1 AND used_at IS NULL AND expires_at > $2`
@@ -224,7 +226,7 @@ func (s *Store) RedeemAuthCode(ctx context.Context, hash []byte, now time.Time, 
 		}
 		return c, wrap(op, errInconsistent)
 	}
-	return code, wrap(op, exchErr)
+	return &consumed, wrap(op, exchErr)
 }
 
 // unredeemable says why c cannot be redeemed at now, if it cannot: used
