@@ -105,7 +105,12 @@ func TestTOTPLogin(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`form[method="get"][action="/authorize/patient"] button[type="submit"]`)),
 	)
 	pt := demoehr.PatientID(demoPatientN)
-	radio := chromedp.CSS(fmt.Sprintf(`input[name="patient"][value$=%q]`, pt))
+	radioSel := fmt.Sprintf(`input[name="patient"][value$=%q]`, pt)
+	// The search reloads the page: wait for the results page itself, or the
+	// radio found may be the unfiltered page's, gone before the click.
+	waitJS[bool](b, "the search results", fmt.Sprintf(`document.readyState === "complete" &&
+		new URLSearchParams(location.search).get("name") === "Tanaka" && !!document.querySelector(%q)`, radioSel), pageWait)
+	radio := chromedp.CSS(radioSel)
 	b.do("choose the patient", chromedp.WaitVisible(radio), chromedp.Click(radio))
 	b.shot("picker")
 	b.do("continue", chromedp.Click(chromedp.CSS(`form[method="post"][action="/authorize/patient"] button[type="submit"]`)))
