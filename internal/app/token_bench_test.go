@@ -84,7 +84,7 @@ func benchmarkTokenHTTP(b *testing.B, label string, overrides map[string]string)
 	const redirect = "http://127.0.0.1/cb"
 	client, _, err := CreateClient(ctx, store, clientreg.Metadata{
 		ClientName: "bench", RedirectURIs: []string{redirect}, TokenEndpointAuthMethod: "none",
-		Scope: "openid fhirUser launch/patient patient/*.rs",
+		Scope: "openid fhirUser launch/patient offline_access patient/*.rs",
 	}, time.Now())
 	if err != nil {
 		b.Fatal(err)
@@ -154,6 +154,45 @@ func benchmarkTokenHTTP(b *testing.B, label string, overrides map[string]string)
 					resp.Body.Close()
 					if resp.StatusCode != http.StatusOK {
 						b.Errorf("status %d: %s", resp.StatusCode, body)
+						return
+					}
+				}
+			})
+			reportRate(b)
+			meter.report(b)
+		})
+
+		b.Run(name+"/refresh", func(b *testing.B) {
+			// Each request rotates its own refresh token, in a family of its own
+			// as each app's grant would be.
+			const refreshScope = "launch/patient offline_access patient/*.rs"
+			tokens := make([]string, b.N)
+			now := time.Now()
+			for i := range tokens {
+				fam := &storage.TokenFamily{ID: secret.TimeID(time.Now()), ClientID: client.ID, UserID: user.ID,
+					Scope: refreshScope, Context: storage.LaunchContext{Patient: "1"}, CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour)}
+				if err := store.CreateFamily(ctx, fam); err != nil {
+					b.Fatal(err)
+				}
+				tokens[i] = secret.Token()
+				if err := store.CreateRefreshToken(ctx, &storage.RefreshToken{Hash: storage.HashSecret(tokens[i]), FamilyID: fam.ID,
+					ClientID: client.ID, UserID: user.ID, Scope: refreshScope, CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour)}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var next atomic.Int64
+			tokenURL := ts.app.Issuer() + "/token"
+			b.SetParallelism(parallelism)
+			b.ResetTimer()
+			meter := startCPUMeter(b)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					rt := tokens[next.Add(1)-1]
+					body := post(b, httpClient, tokenURL, url.Values{
+						"grant_type": {"refresh_token"}, "refresh_token": {rt}, "client_id": {client.ID},
+					})
+					if !strings.Contains(body, `"refresh_token"`) {
+						b.Errorf("token response: %s", body)
 						return
 					}
 				}
