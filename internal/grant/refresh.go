@@ -83,7 +83,7 @@ func (h *Handler) refreshToken(ctx context.Context, client *storage.Client, form
 		return nil, oauth.Errorf(oauth.InvalidRequest, "refresh_token missing")
 	}
 	hash := storage.HashSecret(raw)
-	old, err := h.opts.Tokens.GetRefreshToken(ctx, hash)
+	old, fam, err := h.opts.Tokens.GetRefreshGrant(ctx, hash)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, oauth.Wrap(oauth.InvalidGrant, "invalid refresh token", err)
 	} else if err != nil {
@@ -97,12 +97,6 @@ func (h *Handler) refreshToken(ctx context.Context, client *storage.Client, form
 	ev.UserID = old.UserID
 	if old.UserID != "" && h.suspended("", old.UserID) { // before rotating: the token stays usable once cleared
 		return nil, errUserSuspended()
-	}
-	fam, err := h.opts.Tokens.GetFamily(ctx, old.FamilyID)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, oauth.Wrap(oauth.InvalidGrant, "invalid refresh token", err)
-	} else if err != nil {
-		return nil, storeError("get family", err)
 	}
 	// The DPoP key or certificate binding (public clients), checked before
 	// rotating so that a thief without the key cannot burn the token.

@@ -354,6 +354,9 @@ type Tokens interface {
 	// client (account locked by an administrator).
 	RevokeUserFamilies(ctx context.Context, userID string, now time.Time, reason string) error
 	CreateRefreshToken(ctx context.Context, t *RefreshToken) error
+	// GetRefreshGrant returns the refresh token stored under hash and its
+	// family, read together: ErrNotFound if there is no such token.
+	GetRefreshGrant(ctx context.Context, hash []byte) (*RefreshToken, *TokenFamily, error)
 	// RotateRefreshToken, in one transaction, checks the token under oldHash
 	// and replaces it with next (which must carry the same FamilyID),
 	// recording next.Hash as the old token's SuccessorHash: ErrNotFound if

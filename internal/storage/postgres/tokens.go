@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -21,11 +22,16 @@ const familyCols = `id, client_id, user_id, scope, context, created_at, expires_
 
 func scanFamily(row pgx.Row) (*storage.TokenFamily, error) {
 	var f storage.TokenFamily
-	if err := row.Scan(&f.ID, &f.ClientID, &f.UserID, &f.Scope, &f.Context, ts(&f.CreatedAt),
-		ts(&f.ExpiresAt), ts(&f.RevokedAt), &f.Reason, &f.DPoPJKT, &f.CertThumbprint, &f.SessionHash); err != nil {
+	if err := row.Scan(familyDest(&f)...); err != nil {
 		return nil, err
 	}
 	return &f, nil
+}
+
+// familyDest is where the columns of familyCols scan into f.
+func familyDest(f *storage.TokenFamily) []any {
+	return []any{&f.ID, &f.ClientID, &f.UserID, &f.Scope, &f.Context, ts(&f.CreatedAt),
+		ts(&f.ExpiresAt), ts(&f.RevokedAt), &f.Reason, &f.DPoPJKT, &f.CertThumbprint, &f.SessionHash}
 }
 
 // CreateFamily inserts f; ErrConflict if its id exists.
@@ -87,11 +93,41 @@ const refreshCols = `hash, family_id, client_id, user_id, scope, created_at, exp
 
 func scanRefresh(row pgx.Row) (*storage.RefreshToken, error) {
 	var t storage.RefreshToken
-	if err := row.Scan(&t.Hash, &t.FamilyID, &t.ClientID, &t.UserID, &t.Scope, ts(&t.CreatedAt),
-		ts(&t.ExpiresAt), ts(&t.UsedAt), &t.SuccessorHash); err != nil {
+	if err := row.Scan(refreshDest(&t)...); err != nil {
 		return nil, err
 	}
 	return &t, nil
+}
+
+// refreshDest is where the columns of refreshCols scan into t.
+func refreshDest(t *storage.RefreshToken) []any {
+	return []any{&t.Hash, &t.FamilyID, &t.ClientID, &t.UserID, &t.Scope, ts(&t.CreatedAt),
+		ts(&t.ExpiresAt), ts(&t.UsedAt), &t.SuccessorHash}
+}
+
+// qualified prefixes each column of the comma-separated cols with alias.
+func qualified(alias, cols string) string {
+	parts := strings.Split(cols, ",")
+	for i, c := range parts {
+		parts[i] = alias + "." + strings.TrimSpace(c)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// GetRefreshGrant returns the refresh token stored under hash and its
+// family, in one read.
+func (s *Store) GetRefreshGrant(ctx context.Context, hash []byte) (*storage.RefreshToken, *storage.TokenFamily, error) {
+	var (
+		t storage.RefreshToken
+		f storage.TokenFamily
+	)
+	err := s.pool.QueryRow(ctx, `SELECT `+qualified("r", refreshCols)+`, `+qualified("f", familyCols)+`
+		FROM refresh_tokens r JOIN token_families f ON f.id = r.family_id WHERE r.hash = $1`, hash).
+		Scan(append(refreshDest(&t), familyDest(&f)...)...)
+	if err != nil {
+		return nil, nil, wrap("get refresh grant", err)
+	}
+	return &t, &f, nil
 }
 
 func insertRefresh(ctx context.Context, q querier, t *storage.RefreshToken) error {

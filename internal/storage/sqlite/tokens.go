@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/fhirgate/fhirgate/internal/storage"
@@ -19,11 +20,16 @@ const familyCols = `id, client_id, user_id, scope, context, created_at, expires_
 
 func scanFamily(sc scanner) (*storage.TokenFamily, error) {
 	var f storage.TokenFamily
-	if err := sc.Scan(&f.ID, &f.ClientID, &f.UserID, &f.Scope, js(&f.Context), ts(&f.CreatedAt),
-		ts(&f.ExpiresAt), ts(&f.RevokedAt), &f.Reason, &f.DPoPJKT, &f.CertThumbprint, bs(&f.SessionHash)); err != nil {
+	if err := sc.Scan(familyDest(&f)...); err != nil {
 		return nil, err
 	}
 	return &f, nil
+}
+
+// familyDest is where the columns of familyCols scan into f.
+func familyDest(f *storage.TokenFamily) []any {
+	return []any{&f.ID, &f.ClientID, &f.UserID, &f.Scope, js(&f.Context), ts(&f.CreatedAt),
+		ts(&f.ExpiresAt), ts(&f.RevokedAt), &f.Reason, &f.DPoPJKT, &f.CertThumbprint, bs(&f.SessionHash)}
 }
 
 // CreateFamily inserts f; ErrConflict if its id exists.
@@ -95,11 +101,47 @@ const refreshCols = `hash, family_id, client_id, user_id, scope, created_at, exp
 
 func scanRefresh(sc scanner) (*storage.RefreshToken, error) {
 	var t storage.RefreshToken
-	if err := sc.Scan(bs(&t.Hash), &t.FamilyID, &t.ClientID, &t.UserID, &t.Scope, ts(&t.CreatedAt),
-		ts(&t.ExpiresAt), ts(&t.UsedAt), bs(&t.SuccessorHash)); err != nil {
+	if err := sc.Scan(refreshDest(&t)...); err != nil {
 		return nil, err
 	}
 	return &t, nil
+}
+
+// refreshDest is where the columns of refreshCols scan into t.
+func refreshDest(t *storage.RefreshToken) []any {
+	return []any{bs(&t.Hash), &t.FamilyID, &t.ClientID, &t.UserID, &t.Scope, ts(&t.CreatedAt),
+		ts(&t.ExpiresAt), ts(&t.UsedAt), bs(&t.SuccessorHash)}
+}
+
+// refreshGrantQuery selects a refresh token (by hash) with its family.
+var refreshGrantQuery = `SELECT ` + qualified("r", refreshCols) + `, ` + qualified("f", familyCols) + `
+	FROM refresh_tokens r JOIN token_families f ON f.id = r.family_id WHERE r.hash = ?`
+
+// qualified prefixes each column of the comma-separated cols with alias.
+func qualified(alias, cols string) string {
+	parts := strings.Split(cols, ",")
+	for i, c := range parts {
+		parts[i] = alias + "." + strings.TrimSpace(c)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func scanRefreshGrant(sc scanner) (*storage.RefreshToken, *storage.TokenFamily, error) {
+	var (
+		t storage.RefreshToken
+		f storage.TokenFamily
+	)
+	if err := sc.Scan(append(refreshDest(&t), familyDest(&f)...)...); err != nil {
+		return nil, nil, err
+	}
+	return &t, &f, nil
+}
+
+// GetRefreshGrant returns the refresh token stored under hash and its
+// family, in one read.
+func (s *Store) GetRefreshGrant(ctx context.Context, hash []byte) (*storage.RefreshToken, *storage.TokenFamily, error) {
+	t, f, err := scanRefreshGrant(s.rrow(ctx, refreshGrantQuery, hash))
+	return t, f, wrap("get refresh grant", err)
 }
 
 func (s *Store) insertRefresh(ctx context.Context, tx *sql.Tx, t *storage.RefreshToken) error {
@@ -136,15 +178,11 @@ var errFamilyMismatch = errors.New("next refresh token belongs to another family
 func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, next *storage.RefreshToken, now time.Time, retryWindow time.Duration) (*storage.RefreshToken, error) {
 	var old *storage.RefreshToken
 	err := s.txBatched(ctx, "rotate refresh token", func(ctx context.Context, tx *sql.Tx) error {
-		t, err := scanRefresh(s.wrow(ctx, tx, `SELECT `+refreshCols+` FROM refresh_tokens WHERE hash = ?`, oldHash))
+		t, f, err := scanRefreshGrant(s.wrow(ctx, tx, refreshGrantQuery, oldHash))
 		if err != nil {
 			return err
 		}
 		old = t
-		f, err := scanFamily(s.wrow(ctx, tx, `SELECT `+familyCols+` FROM token_families WHERE id = ?`, t.FamilyID))
-		if err != nil {
-			return err
-		}
 		if !t.UsedAt.IsZero() {
 			retry, err := s.retryable(ctx, tx, t, f, now, retryWindow)
 			if err != nil {

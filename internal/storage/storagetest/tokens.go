@@ -143,6 +143,13 @@ func testRefreshTokens(t *testing.T, s storage.Store) {
 	got, err := s.GetRefreshToken(ctx, rt1.Hash)
 	wantErr(t, "GetRefreshToken", err, nil)
 	mustEqual(t, "GetRefreshToken", got, rt1)
+	// GetRefreshGrant: the token with its family, in one read.
+	gt, gf, err := s.GetRefreshGrant(ctx, rt1.Hash)
+	wantErr(t, "GetRefreshGrant", err, nil)
+	mustEqual(t, "GetRefreshGrant token", gt, rt1)
+	mustEqual(t, "GetRefreshGrant family", gf, newFamily("f1", "u1", "c1"))
+	_, _, err = s.GetRefreshGrant(ctx, hash("nope"))
+	wantErr(t, "GetRefreshGrant unknown", err, storage.ErrNotFound)
 
 	// next must belong to the same family; a refused rotation changes nothing.
 	wantErr(t, "CreateFamily", s.CreateFamily(ctx, newFamily("f2", "u1", "c1")), nil)
@@ -195,6 +202,9 @@ func testRefreshTokens(t *testing.T, s storage.Store) {
 	wantErr(t, "RevokeFamily", s.RevokeFamily(ctx, "f3", now, "logout"), nil)
 	_, err = s.RotateRefreshToken(ctx, rt6.Hash, newRefresh("rt-7", "f3"), now, 0)
 	wantErr(t, "RotateRefreshToken revoked family", err, storage.ErrRevoked)
+	if _, gf, err := s.GetRefreshGrant(ctx, rt6.Hash); err != nil || gf.RevokedAt.IsZero() || gf.Reason != "logout" {
+		t.Fatalf("GetRefreshGrant of a revoked family: %+v, %v", gf, err)
+	}
 	got, err = s.GetRefreshToken(ctx, rt6.Hash)
 	wantErr(t, "GetRefreshToken", err, nil)
 	if !got.UsedAt.IsZero() {
