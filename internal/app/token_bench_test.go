@@ -174,8 +174,8 @@ func benchmarkTokenHTTP(b *testing.B, label string, overrides map[string]string)
 				if err := store.CreateFamily(ctx, fam); err != nil {
 					b.Fatal(err)
 				}
-				tokens[i] = secret.Token()
-				if err := store.CreateRefreshToken(ctx, &storage.RefreshToken{Hash: storage.HashSecret(tokens[i]), FamilyID: fam.ID,
+				tokens[i] = secret.TimedToken(time.Now())
+				if err := store.CreateRefreshToken(ctx, &storage.RefreshToken{Hash: storage.RefreshTokenKey(tokens[i]), FamilyID: fam.ID,
 					ClientID: client.ID, UserID: user.ID, Scope: refreshScope, CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour)}); err != nil {
 					b.Fatal(err)
 				}

@@ -86,9 +86,9 @@ func (h *Handler) authorizationCode(ctx context.Context, client *storage.Client,
 		fam.SessionHash = onlineSession(granted, ac)
 		red := &storage.Redemption{Family: fam}
 		if wantsRefresh(client, granted) && refreshable(granted, fam) {
-			rt = secret.Token()
+			rt = secret.TimedToken(now)
 			red.Refresh = &storage.RefreshToken{
-				Hash:      storage.HashSecret(rt),
+				Hash:      storage.RefreshTokenKey(rt),
 				FamilyID:  fam.ID,
 				ClientID:  client.ID,
 				UserID:    ac.UserID,

@@ -82,7 +82,7 @@ func (h *Handler) refreshToken(ctx context.Context, client *storage.Client, form
 	if raw == "" {
 		return nil, oauth.Errorf(oauth.InvalidRequest, "refresh_token missing")
 	}
-	hash := storage.HashSecret(raw)
+	hash := storage.RefreshTokenKey(raw)
 	old, fam, err := h.opts.Tokens.GetRefreshGrant(ctx, hash)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, oauth.Wrap(oauth.InvalidGrant, "invalid refresh token", err)
@@ -123,9 +123,9 @@ func (h *Handler) refreshToken(ctx context.Context, client *storage.Client, form
 	}
 
 	now := h.opts.Now()
-	nextRaw := secret.Token()
+	nextRaw := secret.TimedToken(now)
 	_, err = h.opts.Tokens.RotateRefreshToken(ctx, hash, &storage.RefreshToken{
-		Hash:      storage.HashSecret(nextRaw),
+		Hash:      storage.RefreshTokenKey(nextRaw),
 		FamilyID:  fam.ID,
 		ClientID:  client.ID,
 		UserID:    old.UserID,

@@ -136,7 +136,7 @@ func TestConcurrentRefresh(t *testing.T) {
 				if tok == "" {
 					continue
 				}
-				st, err := f.store.GetRefreshToken(f.ctx, storage.HashSecret(tok))
+				st, err := f.store.GetRefreshToken(f.ctx, storage.RefreshTokenKey(tok))
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -8,6 +8,8 @@ import (
 
 	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/oauth"
+	"github.com/fhirgate/fhirgate/internal/secret"
+	"github.com/fhirgate/fhirgate/internal/storage"
 )
 
 func TestRefreshRotation(t *testing.T) {
@@ -95,6 +97,43 @@ func TestRefreshRefusals(t *testing.T) {
 	if !strings.Contains(b.str("error_description"), "expired") {
 		t.Errorf("description %q", b.str("error_description"))
 	}
+}
+
+// Refresh tokens carry a time-ordered prefix (secret.TimedToken) so the
+// store files them next to each other; one issued before they did (a plain
+// secret stored under its hash) still rotates, into a prefixed one, and
+// neither the prefix of a real token nor its secret part alone is a token.
+func TestRefreshTokenFormats(t *testing.T) {
+	f := newFixture(t)
+	c, s := f.client(oauth.AuthClientSecretBasic)
+	code, verifier := f.code(c, codeOpts{})
+	first := wantOK(t, f.exchange(code, verifier, basic(c, s)))
+	rt := first.str("refresh_token")
+	if _, ok := secret.TimedPrefix(rt); !ok {
+		t.Fatalf("refresh token %q has no time-ordered prefix", rt)
+	}
+	claims, err := f.issuer.ParseAccessToken(first.str("access_token"), fhirBase)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Forgeries built from the real token are refused, and do not burn it.
+	wantError(t, f.refresh(rt[:22]+secret.Token(), "", basic(c, s)), 400, oauth.InvalidGrant)
+	wantError(t, f.refresh(rt[22:], "", basic(c, s)), 400, oauth.InvalidGrant)
+	wantOK(t, f.refresh(rt, "", basic(c, s)))
+
+	// A plain token of the same grant, as stored before the prefix existed.
+	plain := secret.Token()
+	now := f.clock.Now()
+	if err := f.store.CreateRefreshToken(f.ctx, &storage.RefreshToken{Hash: storage.HashSecret(plain), FamilyID: claims.FamilyID,
+		ClientID: c.ID, UserID: f.user.ID, Scope: fullScope, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	next := wantOK(t, f.refresh(plain, "", basic(c, s))).str("refresh_token")
+	if _, ok := secret.TimedPrefix(next); !ok {
+		t.Fatalf("a plain token rotated into %q, without the prefix", next)
+	}
+	wantOK(t, f.refresh(next, "", basic(c, s)))
 }
 
 func TestNoRefreshTokenWithoutOfflineAccess(t *testing.T) {

@@ -299,7 +299,7 @@ func (h *Handler) accessToken(ctx context.Context, caller *storage.Client, raw s
 }
 
 func (h *Handler) refreshToken(ctx context.Context, caller *storage.Client, raw string, ev *audit.Event) (*Response, error) {
-	rt, err := h.opts.Store.GetRefreshToken(ctx, storage.HashSecret(raw))
+	rt, err := h.opts.Store.GetRefreshToken(ctx, storage.RefreshTokenKey(raw))
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		return inactive(), nil

@@ -144,10 +144,13 @@ func TestRefreshToken(t *testing.T) {
 		wantInactive(t, "another client's refresh token", f.introspect(tokenForm(rt), rs.ID, rsSecret))
 
 		// Rotated (used) refresh tokens are inactive; the successor is active.
+		// rt is a plain token, as issued before refresh tokens carried a
+		// time-ordered prefix; its successor carries one, as the grant issues
+		// them now: both are found.
 		now := f.clock.Now()
-		next := secret.Token()
-		if _, err := f.store.RotateRefreshToken(f.ctx, storage.HashSecret(rt), &storage.RefreshToken{
-			Hash: storage.HashSecret(next), FamilyID: fam.ID, ClientID: app.ID, UserID: "u1", Scope: fam.Scope,
+		next := secret.TimedToken(now)
+		if _, err := f.store.RotateRefreshToken(f.ctx, storage.RefreshTokenKey(rt), &storage.RefreshToken{
+			Hash: storage.RefreshTokenKey(next), FamilyID: fam.ID, ClientID: app.ID, UserID: "u1", Scope: fam.Scope,
 			CreatedAt: now, ExpiresAt: now.Add(time.Hour)}, now, 0); err != nil {
 			t.Fatal(err)
 		}

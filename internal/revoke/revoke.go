@@ -219,7 +219,7 @@ func (h *Handler) accessToken(ctx context.Context, client *storage.Client, raw s
 }
 
 func (h *Handler) refreshToken(ctx context.Context, client *storage.Client, raw string, ev *audit.Event) error {
-	rt, err := h.opts.Store.GetRefreshToken(ctx, storage.HashSecret(raw))
+	rt, err := h.opts.Store.GetRefreshToken(ctx, storage.RefreshTokenKey(raw))
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		ev.Reason = "unknown token; nothing revoked"

@@ -107,8 +107,8 @@ func (f *fixture) grant(clientID string) (fam *storage.TokenFamily, rt, at strin
 	if err := f.store.CreateFamily(f.ctx, fam); err != nil {
 		f.t.Fatal(err)
 	}
-	rt = secret.Token()
-	if err := f.store.CreateRefreshToken(f.ctx, &storage.RefreshToken{Hash: storage.HashSecret(rt), FamilyID: fam.ID,
+	rt = secret.TimedToken(now) // as the grant issues them
+	if err := f.store.CreateRefreshToken(f.ctx, &storage.RefreshToken{Hash: storage.RefreshTokenKey(rt), FamilyID: fam.ID,
 		ClientID: clientID, UserID: "u1", Scope: fam.Scope, CreatedAt: now, ExpiresAt: now.Add(30 * 24 * time.Hour)}); err != nil {
 		f.t.Fatal(err)
 	}
@@ -216,6 +216,30 @@ func TestRevokeRefreshTokenRevokesFamily(t *testing.T) {
 		}
 		// Idempotent, and a wrong hint does not matter.
 		wantOK(t, "revoke again", f.revoke(rt, "access_token", me))
+	})
+}
+
+// A refresh token issued before refresh tokens carried a time-ordered
+// prefix (a plain secret stored under its hash) is still found and revoked.
+func TestRevokePlainRefreshToken(t *testing.T) {
+	backends.Run(t, func(t *testing.T, open func(testing.TB) storage.Store) {
+		f := newFixture(t, open(t))
+		app, appSecret := f.client(oauth.AuthClientSecretBasic)
+		me := creds{app.ID, appSecret}
+		fam, _, _, _ := f.grant(app.ID)
+		now := f.clock.Now()
+		plain := secret.Token()
+		if err := f.store.CreateRefreshToken(f.ctx, &storage.RefreshToken{Hash: storage.HashSecret(plain), FamilyID: fam.ID,
+			ClientID: app.ID, UserID: "u1", Scope: fam.Scope, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		if !f.active(plain, me) {
+			t.Fatal("plain refresh token not active before revocation")
+		}
+		wantOK(t, "revoke plain refresh token", f.revoke(plain, "refresh_token", me))
+		if !revokedFamily(t, f, fam.ID) || f.active(plain, me) {
+			t.Fatal("revoking a plain refresh token did not revoke its family")
+		}
 	})
 }
 

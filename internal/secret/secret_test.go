@@ -59,3 +59,28 @@ func TestSortedEncodingOrdersLikeBytes(t *testing.T) {
 		}
 	}
 }
+
+func TestTimedToken(t *testing.T) {
+	now := time.UnixMilli(1_795_000_000_123)
+	tok := TimedToken(now)
+	if len(tok) != 65 || !urlSafe.MatchString(tok) {
+		t.Fatalf("TimedToken = %q: want 65 URL-safe characters", tok)
+	}
+	prefix, ok := TimedPrefix(tok)
+	if !ok || len(prefix) != 16 {
+		t.Fatalf("TimedPrefix(%q) = %x, %v", tok, prefix, ok)
+	}
+	if want, _ := sortedEncoding.DecodeString(tok[:22]); string(prefix) != string(want) {
+		t.Fatalf("prefix %x, want %x", prefix, want)
+	}
+	if later := TimedToken(now.Add(time.Millisecond)); later <= tok {
+		t.Fatalf("a token issued later (%q) sorts before %q", later, tok)
+	}
+	// Anything else has no prefix: a plain token, other lengths, a prefix
+	// outside the alphabet.
+	for _, other := range []string{Token(), tok[:64], tok + "x", "~" + tok[1:], ""} {
+		if p, ok := TimedPrefix(other); ok {
+			t.Errorf("TimedPrefix(%q) = %x, true; want false", other, p)
+		}
+	}
+}

@@ -14,6 +14,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"time"
+
+	"github.com/fhirgate/fhirgate/internal/secret"
 )
 
 // Sentinel errors. Backends wrap them with context; callers test with errors.Is.
@@ -36,6 +38,24 @@ var (
 func HashSecret(secret string) []byte {
 	h := sha256.Sum256([]byte(secret))
 	return h[:]
+}
+
+// RefreshTokenKey returns the key a refresh token is stored and looked up
+// under. For a token from secret.TimedToken it is the 16 bytes of its
+// time-ordered prefix followed by the SHA-256 hash of the whole token:
+// tokens issued one after another then sit next to each other in the
+// store's index, so a batch of rotations writes few index pages, where the
+// bare hash put each new token on a random page. Any other token (those
+// issued before TimedToken existed) is stored under HashSecret. Either way
+// the key holds the token's hash, never the token: the prefix is public
+// (when the token was issued) and cannot stand in for the secret part.
+func RefreshTokenKey(token string) []byte {
+	prefix, ok := secret.TimedPrefix(token)
+	if !ok {
+		return HashSecret(token)
+	}
+	h := sha256.Sum256([]byte(token))
+	return append(prefix, h[:]...)
 }
 
 // Role is a user's role; it bounds which scopes the user may grant.

@@ -26,3 +26,11 @@ func BenchmarkRedeemAuthCode(b *testing.B) {
 		return s
 	})
 }
+
+func BenchmarkRotateRefreshToken(b *testing.B) {
+	storagetest.BenchRotateRefreshToken(b, func(b *testing.B) storage.Store {
+		s, _, _ := openSchema(b)
+		b.Cleanup(func() { _ = s.Close() })
+		return s
+	})
+}

@@ -26,3 +26,7 @@ func BenchmarkGetClient(b *testing.B) { storagetest.BenchGetClient(b, benchStore
 func BenchmarkRedeemAuthCode(b *testing.B) {
 	storagetest.BenchRedeemAuthCode(b, func(b *testing.B) storage.Store { return benchStore(b) })
 }
+
+func BenchmarkRotateRefreshToken(b *testing.B) {
+	storagetest.BenchRotateRefreshToken(b, func(b *testing.B) storage.Store { return benchStore(b) })
+}

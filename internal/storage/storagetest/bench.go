@@ -118,3 +118,55 @@ func BenchRedeemAuthCode(b *testing.B, open func(*testing.B) storage.Store) {
 		})
 	}
 }
+
+// BenchRotateRefreshToken measures what the token endpoint writes for a
+// refresh: rotate a token (mark it used, insert its successor), from 64
+// goroutines at once, each token in a family of its own. It runs with
+// tokens filed under their plain hash (random keys) and under
+// storage.RefreshTokenKey of secret.TimedToken tokens (time-ordered keys),
+// as the grant issues them. open returns a fresh store for each run.
+func BenchRotateRefreshToken(b *testing.B, open func(*testing.B) storage.Store) {
+	ctx := context.Background()
+	for _, keys := range []struct {
+		name string
+		key  func() []byte
+	}{
+		{"random-keys", func() []byte { return storage.HashSecret(secret.Token()) }},
+		{"time-ordered-keys", func() []byte { return storage.RefreshTokenKey(secret.TimedToken(time.Now())) }},
+	} {
+		b.Run(keys.name, func(b *testing.B) {
+			s := open(b)
+			now := time.Now()
+			olds := make([][]byte, b.N)
+			fams := make([]string, b.N)
+			for i := range olds {
+				fams[i] = secret.TimeID(time.Now())
+				f := newFamily(fams[i], "u1", "c1")
+				f.CreatedAt, f.ExpiresAt = now, now.Add(time.Hour)
+				if err := s.CreateFamily(ctx, f); err != nil {
+					b.Fatal(err)
+				}
+				olds[i] = keys.key()
+				rt := &storage.RefreshToken{Hash: olds[i], FamilyID: fams[i], ClientID: "c1", UserID: "u1",
+					Scope: f.Scope, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+				if err := s.CreateRefreshToken(ctx, rt); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var next atomic.Int64
+			b.SetParallelism(max(1, 64/runtime.GOMAXPROCS(0)))
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					i := next.Add(1) - 1
+					succ := &storage.RefreshToken{Hash: keys.key(), FamilyID: fams[i], ClientID: "c1", UserID: "u1",
+						Scope: "openid offline_access patient/*.rs", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+					if _, err := s.RotateRefreshToken(ctx, olds[i], succ, now, 0); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
