@@ -1,0 +1,97 @@
+package app
+
+import (
+	"fmt"
+	"maps"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/fhirgate/fhirgate/internal/demoehr"
+	"github.com/fhirgate/fhirgate/internal/token"
+)
+
+// TestGatewayAuditWithWrk measures what BenchmarkGatewayAudit measures, with
+// wrk as the load generator: a separate process, as real clients are, and
+// one that takes little CPU, where the benchmark's Go clients share the
+// server's process, its scheduler and a good part of its CPU. It runs only
+// when asked, and needs wrk (Debian: apt-get install wrk):
+//
+//	FHIRGATE_WRK_SECONDS=8 go test -run=TestGatewayAuditWithWrk -v -timeout=30m ./internal/app/
+//
+// It runs three rounds, each at 64 and 256 connections with audit off,
+// durable into SQLite and durable into files, one server per run, and logs
+// each run's requests/s and its ratio to audit off in the same round.
+func TestGatewayAuditWithWrk(t *testing.T) {
+	secs, _ := strconv.Atoi(os.Getenv("FHIRGATE_WRK_SECONDS"))
+	if secs <= 0 {
+		t.Skip("set FHIRGATE_WRK_SECONDS to measure gateway audit with wrk")
+	}
+	wrk, err := exec.LookPath("wrk")
+	if err != nil {
+		t.Skip("wrk is not installed (apt-get install wrk)")
+	}
+	ehr, err := demoehr.New(demoehr.Options{Username: "gw", Password: "ehr-secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ehrSrv := httptest.NewServer(ehr)
+	defer ehrSrv.Close()
+	modes := []struct{ name, sink string }{{"audit-off", "log"}, {"audit-sync-sqlite", "store"}, {"audit-sync-file", "file"}}
+	for round := 1; round <= 3; round++ {
+		for _, conns := range []int{64, 256} {
+			var off float64
+			for _, m := range modes {
+				var rate float64
+				// A subtest each, so each server shuts down before the next starts.
+				t.Run(fmt.Sprintf("round%d/c%d/%s", round, conns, m.name), func(t *testing.T) {
+					rate = wrkGatewayRead(t, wrk, ehrSrv.URL, m.sink, conns, secs)
+				})
+				if m.sink == "log" {
+					off = rate
+				}
+				t.Logf("round %d c%d %-18s %8.0f req/s  ratio %.3f", round, conns, m.name, rate, rate/off)
+			}
+		}
+	}
+}
+
+var wrkRate = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+
+// wrkGatewayRead starts a server whose audit trail goes to sink (durable),
+// drives patient-compartment reads through its gateway with wrk for secs
+// seconds over conns connections, and returns requests/s.
+func wrkGatewayRead(t *testing.T, wrk, upstream, sink string, conns, secs int) float64 {
+	t.Helper()
+	ov := map[string]string{"gateway.upstream": upstream, "gateway.upstream_auth": "basic:gw:ehr-secret",
+		"ratelimit.gateway_per_ip": "off", "ratelimit.gateway_per_client": "off", "ratelimit.gateway_per_user": "off",
+		"anomaly.rate_spike_action": "record"}
+	maps.Copy(ov, map[string]string{"audit.sink": sink, "audit.mode": "sync"})
+	srv := startServer(t, ov)
+	tok, _, err := srv.app.tokens.AccessToken(token.AccessClaims{Subject: "bench-user", Audience: srv.app.FHIRBase(),
+		ClientID: "bench-client", Scope: "patient/*.rs", Patient: "pt-001", FHIRUser: "Patient/pt-001"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(wrk, "-t2", "-c"+strconv.Itoa(conns), "-d"+strconv.Itoa(secs)+"s", "--timeout", "10s",
+		"-H", "Authorization: Bearer "+tok, srv.app.FHIRBase()+"/Observation/obs-001-01").CombinedOutput()
+	if err != nil {
+		t.Fatalf("wrk: %v\n%s", err, out)
+	}
+	if strings.Contains(string(out), "Non-2xx") {
+		t.Fatalf("wrk saw refusals:\n%s", out)
+	}
+	m := wrkRate.FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("no Requests/sec in wrk's output:\n%s", out)
+	}
+	rate, err := strconv.ParseFloat(string(m[1]), 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rate
+}
