@@ -180,25 +180,9 @@ func benchmarkTokenHTTP(b *testing.B, label string, overrides map[string]string)
 					b.Fatal(err)
 				}
 			}
-			var next atomic.Int64
-			tokenURL := ts.app.Issuer() + "/token"
-			b.SetParallelism(parallelism)
-			b.ResetTimer()
-			meter := startCPUMeter(b)
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					rt := tokens[next.Add(1)-1]
-					body := post(b, httpClient, tokenURL, url.Values{
-						"grant_type": {"refresh_token"}, "refresh_token": {rt}, "client_id": {client.ID},
-					})
-					if !strings.Contains(body, `"refresh_token"`) {
-						b.Errorf("token response: %s", body)
-						return
-					}
-				}
+			postEach(b, httpClient, ts.app.Issuer()+"/token", parallelism, `"refresh_token"`, func(i int) url.Values {
+				return url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tokens[i]}, "client_id": {client.ID}}
 			})
-			reportRate(b)
-			meter.report(b)
 		})
 
 		for _, tc := range []struct{ name, scope string }{
@@ -222,26 +206,10 @@ func benchmarkTokenHTTP(b *testing.B, label string, overrides map[string]string)
 						b.Fatal(err)
 					}
 				}
-				var next atomic.Int64
-				tokenURL := ts.app.Issuer() + "/token"
-				b.SetParallelism(parallelism)
-				b.ResetTimer()
-				meter := startCPUMeter(b)
-				b.RunParallel(func(pb *testing.PB) {
-					for pb.Next() {
-						code := codes[next.Add(1)-1]
-						body := post(b, httpClient, tokenURL, url.Values{
-							"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {redirect},
-							"client_id": {client.ID}, "code_verifier": {verifier},
-						})
-						if !strings.Contains(body, `"access_token"`) {
-							b.Errorf("token response: %s", body)
-							return
-						}
-					}
+				postEach(b, httpClient, ts.app.Issuer()+"/token", parallelism, `"access_token"`, func(i int) url.Values {
+					return url.Values{"grant_type": {"authorization_code"}, "code": {codes[i]}, "redirect_uri": {redirect},
+						"client_id": {client.ID}, "code_verifier": {verifier}}
 				})
-				reportRate(b)
-				meter.report(b)
 			})
 		}
 	}
@@ -265,6 +233,26 @@ func post(b *testing.B, c *http.Client, u string, form url.Values) string {
 		b.Errorf("status %d: %s", resp.StatusCode, body)
 	}
 	return string(body)
+}
+
+// postEach is a timed loop of b.N form POSTs to u, the i-th with form(i),
+// from parallelism goroutines per processor; each answer must contain want.
+// It reports req/s and CPU.
+func postEach(b *testing.B, c *http.Client, u string, parallelism int, want string, form func(i int) url.Values) {
+	var next atomic.Int64
+	b.SetParallelism(parallelism)
+	b.ResetTimer()
+	meter := startCPUMeter(b)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if body := post(b, c, u, form(int(next.Add(1)-1))); !strings.Contains(body, want) {
+				b.Errorf("token response: %s", body)
+				return
+			}
+		}
+	})
+	reportRate(b)
+	meter.report(b)
 }
 
 func reportRate(b *testing.B) {
