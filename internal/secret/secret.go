@@ -65,7 +65,7 @@ func TimedToken(now time.Time) string { return TimeID(now) + Token() }
 // TimedPrefix returns the 16 bytes of the TimeID that leads a token from
 // TimedToken, and false for any other string (a plain Token among them).
 func TimedPrefix(token string) ([]byte, bool) {
-	if len(token) != timeIDLen+43 {
+	if len(token) != timeIDLen+base64.RawURLEncoding.EncodedLen(Bytes) {
 		return nil, false
 	}
 	b, err := sortedEncoding.DecodeString(token[:timeIDLen])
