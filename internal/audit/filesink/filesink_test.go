@@ -23,6 +23,28 @@ func open(t *testing.T, dir string, maxBytes int64) *Sink {
 	return s
 }
 
+// recordEvents records n sample events through a trail on s as node n1,
+// checking each, then closes the trail and s.
+func recordEvents(t *testing.T, s *Sink, n int) {
+	t.Helper()
+	ctx := context.Background()
+	tr, err := trail.New(ctx, trail.Options{Sink: s, Node: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if err := tr.Record(ctx, audittest.SampleEvent(i, time.Now())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tr.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestFileSinkConformance(t *testing.T) {
 	audittest.RunSinkSuite(t, audittest.SinkHarness{
 		Open: func(t *testing.T) chain.Sink { return open(t, t.TempDir(), 4096) },
@@ -57,17 +79,7 @@ func TestFileSinkConformance(t *testing.T) {
 func TestRotation(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	s := open(t, dir, 2048)
-	tr, err := trail.New(ctx, trail.Options{Sink: s, Node: "n1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 100 {
-		if err := tr.Record(ctx, audittest.SampleEvent(i, time.Now())); err != nil {
-			t.Fatal(err)
-		}
-	}
-	tr.Close(ctx)
+	recordEvents(t, open(t, dir, 2048), 100)
 	segs, _ := segments(filepath.Join(dir, "n1"))
 	if len(segs) < 5 {
 		t.Fatalf("%d segments after 100 events with 2 KiB segments", len(segs))
@@ -78,7 +90,6 @@ func TestRotation(t *testing.T) {
 			t.Fatalf("segment %s has %d bytes", name, fi.Size())
 		}
 	}
-	s.Close()
 	// Removing a whole rotated segment is detected.
 	os.Remove(filepath.Join(dir, "n1", segs[2]))
 	s2 := open(t, dir, 2048)
@@ -95,20 +106,12 @@ func TestRotation(t *testing.T) {
 func TestTornLineRepaired(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	s := open(t, dir, 0)
-	tr, _ := trail.New(ctx, trail.Options{Sink: s, Node: "n1"})
-	for i := range 5 {
-		if err := tr.Record(ctx, audittest.SampleEvent(i, time.Now())); err != nil {
-			t.Fatal(err)
-		}
-	}
-	tr.Close(ctx)
-	s.Close()
+	recordEvents(t, open(t, dir, 0), 5)
 	f, _ := os.OpenFile(filepath.Join(dir, "n1", segmentName(1)), os.O_WRONLY|os.O_APPEND, 0)
 	f.WriteString(`{"node":"n1","seq":6,"prev":"ab`) // a crash mid-write
 	f.Close()
 
-	s = open(t, dir, 0)
+	s := open(t, dir, 0)
 	defer s.Close()
 	rep, _ := chain.Verify(ctx, s, chain.VerifyOptions{})
 	if !rep.OK() || rep.Nodes[0].Records != 5 {
@@ -155,19 +158,13 @@ func TestBadNodeNames(t *testing.T) {
 func TestGarbageLineIsAltered(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	s := open(t, dir, 0)
-	tr, _ := trail.New(ctx, trail.Options{Sink: s, Node: "n1"})
-	for i := range 5 {
-		tr.Record(ctx, audittest.SampleEvent(i, time.Now()))
-	}
-	tr.Close(ctx)
-	s.Close()
+	recordEvents(t, open(t, dir, 0), 5)
 	p := filepath.Join(dir, "n1", segmentName(1))
 	data, _ := os.ReadFile(p)
 	lines := splitLines(data)
 	lines[2] = []byte("not json")
 	os.WriteFile(p, joinLines(lines), 0o600)
-	s = open(t, dir, 0)
+	s := open(t, dir, 0)
 	defer s.Close()
 	rep, _ := chain.Verify(ctx, s, chain.VerifyOptions{})
 	if pr := rep.Problems(); len(pr) != 1 || pr[0].Seq != 3 || pr[0].Kind != chain.Altered {
@@ -207,26 +204,18 @@ func TestEmptySegmentAfterCrash(t *testing.T) {
 	for _, content := range []string{"", `{"node":"n1","seq":6,"pr`} {
 		ctx := context.Background()
 		dir := t.TempDir()
-		s := open(t, dir, 0)
-		tr, _ := trail.New(ctx, trail.Options{Sink: s, Node: "n1"})
-		for i := range 5 {
-			if err := tr.Record(ctx, audittest.SampleEvent(i, time.Now())); err != nil {
-				t.Fatal(err)
-			}
-		}
-		tr.Close(ctx)
-		s.Close()
+		recordEvents(t, open(t, dir, 0), 5)
 		// The rotation's new segment, named for the next record, as a crash left it.
 		if err := os.WriteFile(filepath.Join(dir, "n1", segmentName(6)), []byte(content), 0o600); err != nil {
 			t.Fatal(err)
 		}
 
-		s = open(t, dir, 0)
+		s := open(t, dir, 0)
 		head, ok, err := s.Head(ctx, "n1")
 		if err != nil || !ok || head.Seq != 5 {
 			t.Fatalf("content %q: head after crash = %d, %v, %v; want 5", content, head.Seq, ok, err)
 		}
-		tr, err = trail.New(ctx, trail.Options{Sink: s, Node: "n1"})
+		tr, err := trail.New(ctx, trail.Options{Sink: s, Node: "n1"})
 		if err != nil {
 			t.Fatal(err)
 		}
