@@ -101,8 +101,16 @@ func (s *Store) wrow(ctx context.Context, tx *sql.Tx, query string, args ...any)
 	return st.QueryRowContext(ctx, args...)
 }
 
-// rrow runs a one-row query on the read pool.
+// rrow runs a one-row query on the read pool. Every such query is a lookup
+// by key that takes microseconds, so it runs without watching ctx for
+// cancellation: database/sql and the driver would each start a goroutine
+// per query to do so, which costs more than the query. A ctx already done
+// still fails it.
 func (s *Store) rrow(ctx context.Context, query string, args ...any) scanner {
+	if err := ctx.Err(); err != nil {
+		return errRow{err}
+	}
+	ctx = context.WithoutCancel(ctx)
 	st, err := s.rc.get(ctx, query)
 	if err != nil {
 		return errRow{err}

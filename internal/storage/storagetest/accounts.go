@@ -1,6 +1,7 @@
 package storagetest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -173,6 +174,19 @@ func testClients(t *testing.T, s storage.Store) {
 	}
 
 	wantErr(t, "CreateClient same id", s.CreateClient(ctx, newClient("c-full")), storage.ErrConflict)
+
+	// A lookup on behalf of a request that has ended fails and returns
+	// nothing (a store may skip watching a live context during a lookup).
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	if got, err := s.GetClient(done, "c-full"); !errors.Is(err, context.Canceled) || got != nil {
+		t.Fatalf("GetClient with a cancelled context: %+v, %v", got, err)
+	}
+	live, stop := context.WithCancel(ctx)
+	defer stop()
+	if got, err := s.GetClient(live, "c-full"); err != nil || got.ID != "c-full" {
+		t.Fatalf("GetClient with a live cancellable context: %+v, %v", got, err)
+	}
 	list, err := s.ListClients(ctx)
 	wantErr(t, "ListClients", err, nil)
 	mustEqual(t, "ListClients (by CreatedAt)", list, []storage.Client{*bare, *full})

@@ -69,6 +69,20 @@ func BenchGetClient(b *testing.B, s storage.Store) {
 			}
 		})
 	})
+	// An HTTP request's context can be cancelled, and a database driver
+	// may watch such a context for the length of each query.
+	b.Run("parallel-request-context", func(b *testing.B) {
+		req, cancel := context.WithCancel(ctx)
+		defer cancel()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := s.GetClient(req, "bench-client"); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
 }
 
 // BenchRedeemAuthCode measures what the token endpoint writes for a code
