@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	"modernc.org/sqlite"
@@ -62,6 +63,9 @@ type SQLite struct {
 
 	cp            *sql.DB // the background checkpointer's connection
 	stop, stopped chan struct{}
+	// catchUp is set after each background checkpoint: the writer's next
+	// Append first checkpoints what was committed meanwhile (restartWAL).
+	catchUp atomic.Bool
 }
 
 // insertChunk is how many rows one multi-row INSERT carries.
@@ -79,6 +83,12 @@ var _ chain.Sink = (*SQLite)(nil)
 // write connection runs with synchronous=FULL: Append returns after the
 // WAL is fsynced.
 func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
+	return openSQLiteEvery(ctx, path, checkpointInterval)
+}
+
+// openSQLiteEvery is OpenSQLite with the background checkpointer running every
+// interval.
+func openSQLiteEvery(ctx context.Context, path string, interval time.Duration) (*SQLite, error) {
 	abs, err := sqlitefile.Create(path)
 	if err != nil {
 		return nil, errf("sqlite", "open", err)
@@ -123,7 +133,7 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	}
 	cp.SetMaxOpenConns(1)
 	s.cp, s.stop, s.stopped = cp, make(chan struct{}), make(chan struct{})
-	go s.checkpointLoop()
+	go s.checkpointLoop(interval)
 	return s, nil
 }
 
@@ -132,11 +142,12 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 const checkpointInterval = time.Second
 
 // checkpointLoop runs PASSIVE checkpoints, which never block the writer or
-// readers (nor wait for them), until Close. When the last connection to the
-// file closes, SQLite checkpoints what is left and removes the WAL.
-func (s *SQLite) checkpointLoop() {
+// readers (nor wait for them), until Close, and after each one asks the
+// writer to catch up (restartWAL). When the last connection to the file
+// closes, SQLite checkpoints what is left and removes the WAL.
+func (s *SQLite) checkpointLoop(interval time.Duration) {
 	defer close(s.stopped)
-	t := time.NewTicker(checkpointInterval)
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
@@ -145,8 +156,32 @@ func (s *SQLite) checkpointLoop() {
 		case <-t.C:
 			// A failed checkpoint only lets the WAL grow; the next one
 			// catches up.
-			_, _ = s.cp.Exec("PRAGMA wal_checkpoint(PASSIVE)")
+			if _, err := s.cp.Exec("PRAGMA wal_checkpoint(PASSIVE)"); err == nil {
+				s.catchUp.Store(true)
+			}
 		}
+	}
+}
+
+// restartWAL lets the WAL start over from its first byte, on the writer's
+// connection between two transactions, when the background checkpointer
+// has just copied most of it into the database file.
+//
+// SQLite rewrites the WAL from its start only when a write transaction
+// begins with every frame already copied into the database. Under steady
+// load the background checkpoint never sees that: commits add frames while
+// it copies. The WAL would then grow without end, and each commit's fsync
+// would extend the file, which costs the file system a journal commit
+// (on this machine's ext4 an fsync after appending 16 KB took 370-470 µs
+// and 150-175 µs of CPU, against 200 µs and 80-100 µs after overwriting 16
+// KB inside the file). Here the writer copies the few frames committed
+// since the background checkpoint started (no other writer can add any),
+// so its next BEGIN restarts the WAL, and later commits overwrite the file
+// in place.
+func (s *SQLite) restartWAL(ctx context.Context) {
+	if s.catchUp.CompareAndSwap(true, false) {
+		// A failure only leaves the WAL to grow until the next try.
+		_, _ = s.w.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
 	}
 }
 
@@ -197,6 +232,7 @@ func (s *SQLite) Append(ctx context.Context, entries []chain.Entry) error {
 	if len(entries) == 0 {
 		return nil
 	}
+	s.restartWAL(ctx)
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return errf("sqlite", "append", err)

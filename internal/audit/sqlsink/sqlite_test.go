@@ -3,6 +3,8 @@ package sqlsink
 import (
 	"context"
 	"database/sql"
+	"encoding/binary"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -192,5 +194,62 @@ func TestSQLiteBackgroundCheckpoint(t *testing.T) {
 	defer s.Close()
 	if h, ok, err := s.Head(ctx, "n1"); err != nil || !ok || h.Seq != 200 {
 		t.Fatalf("head after reopen: %+v %v %v", h, ok, err)
+	}
+}
+
+// Under steady load the WAL starts over after background checkpoints
+// instead of growing without end: its header's checkpoint sequence number,
+// which SQLite increments at each restart, moves, and the file stops
+// growing once it holds what one checkpoint interval brings.
+func TestSQLiteWALRestartsUnderLoad(t *testing.T) {
+	ctx := context.Background()
+	p := filepath.Join(t.TempDir(), "audit.db")
+	s, err := openSQLiteEvery(ctx, p, 20*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	walSeq := func() uint32 {
+		f, err := os.Open(p + "-wal")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		var hdr [16]byte
+		if _, err := io.ReadFull(f, hdr[:]); err != nil {
+			t.Fatal(err)
+		}
+		return binary.BigEndian.Uint32(hdr[12:])
+	}
+	var (
+		prev    *chain.Entry
+		written int64
+	)
+	deadline := time.Now().Add(time.Second)
+	for i := 0; time.Now().Before(deadline); i++ {
+		batch := make([]chain.Entry, 0, 8)
+		for range 8 {
+			e := chain.Link("n1", prev, audittest.SampleEvent(i, time.Now()))
+			batch = append(batch, e)
+			prev = &e
+		}
+		if err := s.Append(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+		written++
+	}
+	if seq := walSeq(); seq < 2 {
+		t.Fatalf("WAL restarted %d times in %d commits under load", seq, written)
+	}
+	fi, err := os.Stat(p + "-wal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every commit writes at least one 4 KB page to the WAL.
+	if all := written * 4096; fi.Size() >= all {
+		t.Fatalf("WAL %d bytes after %d commits (%d bytes): it never started over", fi.Size(), written, all)
+	}
+	if h, ok, err := s.Head(ctx, "n1"); err != nil || !ok || h.Seq != prev.Seq {
+		t.Fatalf("head %+v %v %v, want seq %d", h, ok, err, prev.Seq)
 	}
 }
