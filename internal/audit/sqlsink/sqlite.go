@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"sync/atomic"
 	"time"
 
 	"modernc.org/sqlite"
@@ -61,11 +60,7 @@ type SQLite struct {
 	w, r *sql.DB
 	ins  [insertChunk + 1]*sql.Stmt // ins[n] inserts n rows (n >= 1)
 
-	cp            *sql.DB // the background checkpointer's connection
-	stop, stopped chan struct{}
-	// catchUp is set after each background checkpoint: the writer's next
-	// Append first checkpoints what was committed meanwhile (restartWAL).
-	catchUp atomic.Bool
+	ckpt *sqlitefile.Checkpointer // copies the WAL into the file off the commit path
 }
 
 // insertChunk is how many rows one multi-row INSERT carries.
@@ -94,10 +89,10 @@ func openSQLiteEvery(ctx context.Context, path string, interval time.Duration) (
 		return nil, errf("sqlite", "open", err)
 	}
 	base := sqlitefile.URI(abs, "_pragma=busy_timeout(10000)")
-	// The writer never checkpoints (wal_autocheckpoint 0): copying the WAL
-	// into the database inside a commit would stall every request waiting
-	// on that commit. A background goroutine checkpoints on its own
-	// connection instead (checkpointLoop).
+	// The writer never checkpoints inside a commit (wal_autocheckpoint 0):
+	// that would stall every request waiting on the commit. A
+	// sqlitefile.Checkpointer does it in the background, and Append lets
+	// it catch up before each transaction.
 	w, err := sql.Open("sqlite", base+"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=wal_autocheckpoint(0)&_txlock=immediate")
 	if err != nil {
 		return nil, errf("sqlite", "open", err)
@@ -132,58 +127,13 @@ func openSQLiteEvery(ctx context.Context, path string, interval time.Duration) (
 		return nil, errf("sqlite", "open", err)
 	}
 	cp.SetMaxOpenConns(1)
-	s.cp, s.stop, s.stopped = cp, make(chan struct{}), make(chan struct{})
-	go s.checkpointLoop(interval)
+	s.ckpt = sqlitefile.StartCheckpointer(cp, interval)
 	return s, nil
 }
 
 // checkpointInterval is how often the background checkpointer copies the
 // WAL into the database file.
 const checkpointInterval = time.Second
-
-// checkpointLoop runs PASSIVE checkpoints, which never block the writer or
-// readers (nor wait for them), until Close, and after each one asks the
-// writer to catch up (restartWAL). When the last connection to the file
-// closes, SQLite checkpoints what is left and removes the WAL.
-func (s *SQLite) checkpointLoop(interval time.Duration) {
-	defer close(s.stopped)
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-			// A failed checkpoint only lets the WAL grow; the next one
-			// catches up.
-			if _, err := s.cp.Exec("PRAGMA wal_checkpoint(PASSIVE)"); err == nil {
-				s.catchUp.Store(true)
-			}
-		}
-	}
-}
-
-// restartWAL lets the WAL start over from its first byte, on the writer's
-// connection between two transactions, when the background checkpointer
-// has just copied most of it into the database file.
-//
-// SQLite rewrites the WAL from its start only when a write transaction
-// begins with every frame already copied into the database. Under steady
-// load the background checkpoint never sees that: commits add frames while
-// it copies. The WAL would then grow without end, and each commit's fsync
-// would extend the file, which costs the file system a journal commit
-// (on this machine's ext4 an fsync after appending 16 KB took 370-470 µs
-// and 150-175 µs of CPU, against 200 µs and 80-100 µs after overwriting 16
-// KB inside the file). Here the writer copies the few frames committed
-// since the background checkpoint started (no other writer can add any),
-// so its next BEGIN restarts the WAL, and later commits overwrite the file
-// in place.
-func (s *SQLite) restartWAL(ctx context.Context) {
-	if s.catchUp.CompareAndSwap(true, false) {
-		// A failure only leaves the WAL to grow until the next try.
-		_, _ = s.w.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
-	}
-}
 
 func repeat(s string, n int) string {
 	out := ""
@@ -211,10 +161,8 @@ func (s *SQLite) migrate(ctx context.Context) error {
 // Close implements chain.Sink.
 func (s *SQLite) Close() error {
 	var errs []error
-	if s.cp != nil {
-		close(s.stop)
-		<-s.stopped
-		errs = append(errs, s.cp.Close())
+	if s.ckpt != nil {
+		errs = append(errs, s.ckpt.Close())
 	}
 	for _, st := range s.ins {
 		if st != nil {
@@ -232,7 +180,7 @@ func (s *SQLite) Append(ctx context.Context, entries []chain.Entry) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	s.restartWAL(ctx)
+	s.ckpt.CatchUp(ctx, s.w)
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return errf("sqlite", "append", err)

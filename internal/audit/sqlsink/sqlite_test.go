@@ -3,8 +3,6 @@ package sqlsink
 import (
 	"context"
 	"database/sql"
-	"encoding/binary"
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -13,6 +11,7 @@ import (
 	"github.com/fhirgate/fhirgate/internal/audit/audittest"
 	"github.com/fhirgate/fhirgate/internal/audit/chain"
 	"github.com/fhirgate/fhirgate/internal/audit/trail"
+	"github.com/fhirgate/fhirgate/internal/sqlitefile"
 )
 
 func openSQLite(t *testing.T, path string) *SQLite {
@@ -209,18 +208,6 @@ func TestSQLiteWALRestartsUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	walSeq := func() uint32 {
-		f, err := os.Open(p + "-wal")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		var hdr [16]byte
-		if _, err := io.ReadFull(f, hdr[:]); err != nil {
-			t.Fatal(err)
-		}
-		return binary.BigEndian.Uint32(hdr[12:])
-	}
 	var (
 		prev    *chain.Entry
 		written int64
@@ -238,8 +225,8 @@ func TestSQLiteWALRestartsUnderLoad(t *testing.T) {
 		}
 		written++
 	}
-	if seq := walSeq(); seq < 2 {
-		t.Fatalf("WAL restarted %d times in %d commits under load", seq, written)
+	if n, err := sqlitefile.WALRestarts(p); err != nil || n < 2 {
+		t.Fatalf("WAL restarted %d times in %d commits under load (%v)", n, written, err)
 	}
 	fi, err := os.Stat(p + "-wal")
 	if err != nil {
