@@ -7,8 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
-	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -67,21 +65,14 @@ func benchmarkGatewayRead(b *testing.B, upstream string, clients int, overrides 
 	// server, which waits 5 s for them at shutdown: close them first.
 	defer client.CloseIdleConnections()
 	url := srv.app.FHIRBase() + "/Observation/obs-001-01"
-	var (
-		mu        sync.Mutex
-		latencies []time.Duration
-	)
+	var latencies latencyLog
 	b.SetParallelism(max(1, clients/runtime.GOMAXPROCS(0)))
 	b.ResetTimer()
 	meter := startCPUMeter(b)
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
 		var mine []time.Duration
-		defer func() {
-			mu.Lock()
-			latencies = append(latencies, mine...)
-			mu.Unlock()
-		}()
+		defer func() { latencies.add(mine) }()
 		for pb.Next() {
 			t0 := time.Now()
 			req, _ := http.NewRequest("GET", url, nil)
@@ -102,9 +93,5 @@ func benchmarkGatewayRead(b *testing.B, upstream string, clients int, overrides 
 	})
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
 	meter.report(b)
-	if len(latencies) > 0 {
-		slices.Sort(latencies)
-		b.ReportMetric(float64(latencies[len(latencies)/2].Microseconds())/1000, "p50-ms")
-		b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds())/1000, "p99-ms")
-	}
+	latencies.report(b)
 }

@@ -3,6 +3,8 @@ package app
 import (
 	"os"
 	"runtime/pprof"
+	"slices"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -62,4 +64,31 @@ func (m cpuMeter) report(b *testing.B) {
 	if wall > 0 {
 		b.ReportMetric(100*cpu.Seconds()/wall.Seconds(), "cpu-%")
 	}
+}
+
+// latencyLog gathers the request latencies of a benchmark's RunParallel
+// goroutines and reports their median and 99th percentile, which show the
+// waits (group commits, checkpoints) that throughput averages away.
+type latencyLog struct {
+	mu  sync.Mutex
+	all []time.Duration
+}
+
+// add hands over one goroutine's latencies once it is done.
+func (l *latencyLog) add(mine []time.Duration) {
+	l.mu.Lock()
+	l.all = append(l.all, mine...)
+	l.mu.Unlock()
+}
+
+// report adds the p50-ms and p99-ms metrics to b.
+func (l *latencyLog) report(b *testing.B) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.all) == 0 {
+		return
+	}
+	slices.Sort(l.all)
+	b.ReportMetric(float64(l.all[len(l.all)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(l.all[len(l.all)*99/100].Microseconds())/1000, "p99-ms")
 }

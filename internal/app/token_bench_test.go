@@ -237,22 +237,30 @@ func post(b *testing.B, c *http.Client, u string, form url.Values) string {
 
 // postEach is a timed loop of b.N form POSTs to u, the i-th with form(i),
 // from parallelism goroutines per processor; each answer must contain want.
-// It reports req/s and CPU.
+// It reports req/s, CPU and latency.
 func postEach(b *testing.B, c *http.Client, u string, parallelism int, want string, form func(i int) url.Values) {
-	var next atomic.Int64
+	var (
+		next      atomic.Int64
+		latencies latencyLog
+	)
 	b.SetParallelism(parallelism)
 	b.ResetTimer()
 	meter := startCPUMeter(b)
 	b.RunParallel(func(pb *testing.PB) {
+		var mine []time.Duration
+		defer func() { latencies.add(mine) }()
 		for pb.Next() {
+			t0 := time.Now()
 			if body := post(b, c, u, form(int(next.Add(1)-1))); !strings.Contains(body, want) {
 				b.Errorf("token response: %s", body)
 				return
 			}
+			mine = append(mine, time.Since(t0))
 		}
 	})
 	reportRate(b)
 	meter.report(b)
+	latencies.report(b)
 }
 
 func reportRate(b *testing.B) {

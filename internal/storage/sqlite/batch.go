@@ -125,7 +125,6 @@ func (s *Store) runBatch(items []*batchItem) {
 			it.err = err
 		}
 	}
-	s.catchUp(bg)
 	tx, err := s.w.BeginTx(bg, nil)
 	if err != nil {
 		fail(err)

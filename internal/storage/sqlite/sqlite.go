@@ -50,8 +50,7 @@ type Store struct {
 	wc *stmtCache
 	rc *stmtCache
 
-	batch writeBatcher             // groups concurrent single-use writes into one transaction
-	ckpt  *sqlitefile.Checkpointer // copies the WAL into the file off the commit path
+	batch writeBatcher // groups concurrent single-use writes into one transaction
 
 	replayCalls atomic.Uint64 // UseOnce calls, to purge expired keys now and then
 }
@@ -62,26 +61,12 @@ var _ storage.Store = (*Store)(nil)
 // parent directory with mode 0700 and the file with mode 0600, and applies
 // any pending schema migrations.
 func Open(ctx context.Context, path string) (*Store, error) {
-	return openEvery(ctx, path, checkpointInterval)
-}
-
-// checkpointInterval is how often the background checkpointer copies the
-// WAL into the database file.
-const checkpointInterval = time.Second
-
-// openEvery is Open with the background checkpointer running every
-// interval.
-func openEvery(ctx context.Context, path string, interval time.Duration) (*Store, error) {
 	abs, err := sqlitefile.Create(path)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
 	common := "_pragma=busy_timeout(" + strconv.Itoa(BusyTimeout) + ")&_pragma=foreign_keys(1)"
-	// The writer never checkpoints inside a commit (wal_autocheckpoint 0):
-	// that would stall the commit's whole batch (see writeBatcher). A
-	// sqlitefile.Checkpointer does it in the background, and each write
-	// batch lets it catch up first.
-	w, err := sql.Open("sqlite", sqlitefile.URI(abs, common+"&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=wal_autocheckpoint(0)&_txlock=immediate"))
+	w, err := sql.Open("sqlite", sqlitefile.URI(abs, common+"&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate"))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open: %w", err)
 	}
@@ -103,13 +88,6 @@ func openEvery(ctx context.Context, path string, interval time.Duration) (*Store
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
 	s.r, s.rc = r, &stmtCache{db: r}
-	cp, err := sql.Open("sqlite", sqlitefile.URI(abs, common))
-	if err != nil {
-		_ = s.Close()
-		return nil, fmt.Errorf("sqlite: open: %w", err)
-	}
-	cp.SetMaxOpenConns(1)
-	s.ckpt = sqlitefile.StartCheckpointer(cp, interval)
 	if err := s.Ping(ctx); err != nil {
 		_ = s.Close()
 		return nil, err
@@ -160,9 +138,6 @@ func (s *Store) Ping(ctx context.Context) error {
 // Close closes both pools.
 func (s *Store) Close() error {
 	var errs []error
-	if s.ckpt != nil {
-		errs = append(errs, s.ckpt.Close())
-	}
 	s.wc.close()
 	if s.r != nil {
 		s.rc.close()
@@ -248,7 +223,6 @@ func (s *Store) migrate(ctx context.Context) error {
 // returns nil. Errors are translated by wrap.
 func (s *Store) tx(ctx context.Context, op string, fn func(*sql.Tx) error) error {
 	defer s.wc.preparePending(context.WithoutCancel(ctx))
-	s.catchUp(ctx)
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return wrap(op, err)
@@ -263,13 +237,6 @@ func (s *Store) tx(ctx context.Context, op string, fn func(*sql.Tx) error) error
 	return nil
 }
 
-// catchUp lets the background checkpointer catch up on the write
-// connection before a write (sqlitefile.Checkpointer.CatchUp). The write
-// connection must be free.
-func (s *Store) catchUp(ctx context.Context) {
-	s.ckpt.CatchUp(context.WithoutCancel(ctx), s.w)
-}
-
 // commitErr is returned by a transaction body to commit the transaction and
 // still report err to the caller (reuse detection writes, then fails).
 type commitErr struct{ err error }
@@ -281,7 +248,6 @@ func (c commitErr) Unwrap() error { return c.err }
 // commitErr from fn commits, then returns its error.
 func (s *Store) txKeep(ctx context.Context, op string, fn func(*sql.Tx) error) error {
 	defer s.wc.preparePending(context.WithoutCancel(ctx))
-	s.catchUp(ctx)
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return wrap(op, err)

@@ -78,7 +78,6 @@ func (s *Store) wexec(ctx context.Context, tx *sql.Tx, query string, args ...any
 		s.wc.pending.Store(query, struct{}{})
 		return tx.ExecContext(ctx, query, args...)
 	}
-	s.catchUp(ctx)
 	st, err := s.wc.get(ctx, query)
 	if err != nil {
 		return nil, err
@@ -95,7 +94,6 @@ func (s *Store) wrow(ctx context.Context, tx *sql.Tx, query string, args ...any)
 		s.wc.pending.Store(query, struct{}{})
 		return tx.QueryRowContext(ctx, query, args...)
 	}
-	s.catchUp(ctx)
 	st, err := s.wc.get(ctx, query)
 	if err != nil {
 		return errRow{err}
