@@ -37,6 +37,7 @@ import (
 type Checkpointer struct {
 	db            *sql.DB
 	catchUp       atomic.Bool
+	closed        atomic.Bool
 	stop, stopped chan struct{}
 }
 
@@ -88,10 +89,8 @@ func (c *Checkpointer) CatchUp(ctx context.Context, w Execer) {
 
 // Close stops the background checkpoints and closes their pool.
 func (c *Checkpointer) Close() error {
-	select {
-	case <-c.stop:
+	if !c.closed.CompareAndSwap(false, true) {
 		return errors.New("sqlitefile: checkpointer closed twice")
-	default:
 	}
 	close(c.stop)
 	<-c.stopped
