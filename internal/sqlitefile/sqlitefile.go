@@ -1,7 +1,9 @@
 // Package sqlitefile prepares the SQLite database files that the adapters
 // open (the main store, the audit sink, the anomaly store): the directory
 // and the file with owner-only permissions, and the file: URI that
-// modernc.org/sqlite expects.
+// modernc.org/sqlite expects. Its Checkpointer keeps a busy writer's
+// write-ahead log from growing without end while checkpoints stay out of
+// its commits.
 package sqlitefile
 
 import (
