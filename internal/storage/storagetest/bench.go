@@ -109,21 +109,12 @@ func BenchRedeemAuthCode(b *testing.B, open func(*testing.B) storage.Store) {
 				}
 				codes[i] = c
 			}
-			var next atomic.Int64
-			b.SetParallelism(max(1, 64/runtime.GOMAXPROCS(0)))
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					c := codes[next.Add(1)-1]
-					_, err := s.RedeemAuthCode(ctx, c.Hash, now, func(c *storage.AuthCode) (*storage.Redemption, error) {
-						return &storage.Redemption{Family: &storage.TokenFamily{ID: c.FamilyID, ClientID: c.ClientID,
-							UserID: c.UserID, Scope: c.Scope, Context: c.Context, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}}, nil
-					})
-					if err != nil {
-						b.Error(err)
-						return
-					}
-				}
+			parallelEach(b, func(i int) error {
+				_, err := s.RedeemAuthCode(ctx, codes[i].Hash, now, func(c *storage.AuthCode) (*storage.Redemption, error) {
+					return &storage.Redemption{Family: &storage.TokenFamily{ID: c.FamilyID, ClientID: c.ClientID,
+						UserID: c.UserID, Scope: c.Scope, Context: c.Context, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}}, nil
+				})
+				return err
 			})
 		})
 	}
@@ -163,20 +154,28 @@ func BenchRotateRefreshToken(b *testing.B, open func(*testing.B) storage.Store) 
 					b.Fatal(err)
 				}
 			}
-			var next atomic.Int64
-			b.SetParallelism(max(1, 64/runtime.GOMAXPROCS(0)))
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					i := next.Add(1) - 1
-					succ := &storage.RefreshToken{Hash: keys.key(), FamilyID: fams[i], ClientID: "c1", UserID: "u1",
-						Scope: "openid offline_access patient/*.rs", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
-					if _, err := s.RotateRefreshToken(ctx, olds[i], succ, now, 0); err != nil {
-						b.Error(err)
-						return
-					}
-				}
+			parallelEach(b, func(i int) error {
+				succ := &storage.RefreshToken{Hash: keys.key(), FamilyID: fams[i], ClientID: "c1", UserID: "u1",
+					Scope: "openid offline_access patient/*.rs", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+				_, err := s.RotateRefreshToken(ctx, olds[i], succ, now, 0)
+				return err
 			})
 		})
 	}
+}
+
+// parallelEach is the timed loop of a write benchmark: b.N calls of fn,
+// each index once, from 64 goroutines at once (a busy token endpoint).
+func parallelEach(b *testing.B, fn func(i int) error) {
+	var next atomic.Int64
+	b.SetParallelism(max(1, 64/runtime.GOMAXPROCS(0)))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := fn(int(next.Add(1) - 1)); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }
