@@ -64,9 +64,9 @@ func TestSQLiteOpenTwiceIsIdempotent(t *testing.T) {
 func TestSQLiteBesideMainStore(t *testing.T) {
 	ctx := context.Background()
 	p := filepath.Join(t.TempDir(), "fhirgate.db")
-	// The main store's own connection: WAL, synchronous NORMAL, its own table.
+	// The main store's own connection: WAL, synchronous FULL, its own table.
 	s := openSQLite(t, p)
-	st, err := sql.Open("sqlite", "file:"+p+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate")
+	st, err := sql.Open("sqlite", "file:"+p+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate")
 	if err != nil {
 		t.Fatal(err)
 	}

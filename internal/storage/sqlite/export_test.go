@@ -35,3 +35,14 @@ func LatestVersion() int {
 	}
 	return len(ms)
 }
+
+// WriteSynchronous returns the synchronous setting of s's write connection
+// (0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA).
+func WriteSynchronous(t *testing.T, s *Store) int {
+	t.Helper()
+	var n int
+	if err := s.w.QueryRowContext(context.Background(), `PRAGMA synchronous`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}

@@ -10,6 +10,15 @@
 // arrive together share one transaction, each in its own savepoint
 // (writeBatcher).
 //
+// Every write is durable when it returns: the write connection runs with
+// synchronous=FULL, so each commit (a batch's included) fsyncs the WAL.
+// SQLite's NORMAL would skip that fsync and keep the file consistent, but a
+// power loss or kernel crash could then roll back the last commits: a
+// revocation, a suspension or a consent withdrawal already confirmed to
+// its caller, or a code redemption or refresh rotation whose single use
+// the server relies on. PostgreSQL's default (synchronous_commit on) gives
+// the same guarantee.
+//
 // Times are stored as integer unix microseconds in UTC (the zero time as
 // NULL), so they round-trip at microsecond precision; slices and launch
 // contexts are stored as JSON text.
@@ -66,7 +75,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
 	common := "_pragma=busy_timeout(" + strconv.Itoa(BusyTimeout) + ")&_pragma=foreign_keys(1)"
-	w, err := sql.Open("sqlite", sqlitefile.URI(abs, common+"&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate"))
+	w, err := sql.Open("sqlite", sqlitefile.URI(abs, common+"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate"))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open: %w", err)
 	}

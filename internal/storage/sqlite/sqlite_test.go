@@ -20,3 +20,17 @@ func open(t *testing.T) storage.Store {
 }
 
 func TestConformance(t *testing.T) { storagetest.Run(t, open) }
+
+// TestWritesAreDurable checks that the write connection fsyncs each commit
+// (synchronous=FULL): with NORMAL a power loss could roll back a revocation
+// or a single-use redemption that the server had already confirmed.
+func TestWritesAreDurable(t *testing.T) {
+	s := open(t).(*sqlite.Store)
+	// A write first, so the check sees the connection the writes use.
+	if err := s.CreateUser(context.Background(), &storage.User{ID: "u1", Username: "u1", Role: storage.RolePatient}); err != nil {
+		t.Fatal(err)
+	}
+	if got := sqlite.WriteSynchronous(t, s); got != 2 {
+		t.Fatalf("write connection synchronous = %d, want 2 (FULL)", got)
+	}
+}
