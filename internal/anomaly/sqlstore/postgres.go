@@ -3,7 +3,6 @@ package sqlstore
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -11,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fhirgate/fhirgate/internal/anomaly"
+	"github.com/fhirgate/fhirgate/internal/pgpool"
 )
 
 const postgresDDL = `
@@ -48,21 +48,13 @@ type Postgres struct {
 
 var _ anomaly.Store = (*Postgres)(nil)
 
-var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
-
 // OpenPostgres connects to dsn, with the table in schema when it is not
 // empty (created if missing; "" = the default search_path), and creates
 // the anomalies table.
 func OpenPostgres(ctx context.Context, dsn, schema string) (*Postgres, error) {
-	cfg, err := pgxpool.ParseConfig(dsn)
+	cfg, err := pgpool.Config(dsn, schema)
 	if err != nil {
-		return nil, fmt.Errorf("anomaly postgres: parse DSN: %w", err)
-	}
-	if schema != "" {
-		if !schemaName.MatchString(schema) {
-			return nil, fmt.Errorf("anomaly postgres: invalid schema name %q", schema)
-		}
-		cfg.ConnConfig.RuntimeParams["search_path"] = schema
+		return nil, fmt.Errorf("anomaly postgres: %w", err)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fhirgate/fhirgate/internal/audit/chain"
+	"github.com/fhirgate/fhirgate/internal/pgpool"
 )
 
 const postgresDDL = `
@@ -65,20 +65,12 @@ type Postgres struct {
 
 var _ chain.Sink = (*Postgres)(nil)
 
-var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
-
 // OpenPostgres connects to dsn, with every table in schema when it is not
 // empty (created if missing), and creates the audit tables.
 func OpenPostgres(ctx context.Context, dsn, schema string) (*Postgres, error) {
-	cfg, err := pgxpool.ParseConfig(dsn)
+	cfg, err := pgpool.Config(dsn, schema)
 	if err != nil {
-		return nil, errf("postgres", "parse DSN", err)
-	}
-	if schema != "" {
-		if !schemaName.MatchString(schema) {
-			return nil, fmt.Errorf("audit postgres: invalid schema name %q", schema)
-		}
-		cfg.ConnConfig.RuntimeParams["search_path"] = schema
+		return nil, errf("postgres", "configure", err)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

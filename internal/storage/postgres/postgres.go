@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -27,6 +26,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/fhirgate/fhirgate/internal/pgpool"
 	"github.com/fhirgate/fhirgate/internal/storage"
 )
 
@@ -48,21 +48,14 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	return OpenSchema(ctx, dsn, "")
 }
 
-var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
-
 // OpenSchema is Open with every table in schema, which is created if
 // missing and set as the connections' search_path. schema must be a plain
 // lower-case identifier; "" means the server's default search_path.
+// Connections commit durably (pgpool.DurableCommits).
 func OpenSchema(ctx context.Context, dsn, schema string) (*Store, error) {
-	cfg, err := pgxpool.ParseConfig(dsn)
+	cfg, err := pgpool.Config(dsn, schema)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: parse DSN: %w", err)
-	}
-	if schema != "" {
-		if !schemaName.MatchString(schema) {
-			return nil, fmt.Errorf("postgres: invalid schema name %q", schema)
-		}
-		cfg.ConnConfig.RuntimeParams["search_path"] = schema
+		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -63,4 +64,28 @@ func openSchema(t testing.TB) (*postgres.Store, string, string) {
 func TestConformance(t *testing.T) {
 	dsn(t) // skip once, visibly, when no database is configured
 	storagetest.Run(t, func(t *testing.T) storage.Store { s, _, _ := openSchema(t); return s })
+}
+
+// TestCommitsAreDurable opens the store with a DSN that turns
+// synchronous_commit off for its sessions: the store turns it back on, so a
+// crash cannot roll back a commit it confirmed, and keeps a stronger
+// setting as it is.
+func TestCommitsAreDurable(t *testing.T) {
+	d := dsn(t)
+	for param, want := range map[string]string{"off": "on", "local": "local", "remote_apply": "remote_apply"} {
+		t.Run(param, func(t *testing.T) {
+			sep := "?"
+			if strings.Contains(d, "?") {
+				sep = "&"
+			}
+			s, err := postgres.OpenSchema(context.Background(), d+sep+"synchronous_commit="+param, freshSchema(t, d))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if got := postgres.SynchronousCommit(t, s); got != want {
+				t.Fatalf("synchronous_commit = %q with %q in the DSN, want %q", got, param, want)
+			}
+		})
+	}
 }
