@@ -42,12 +42,12 @@ type batchItem struct {
 }
 
 // txBatched runs fn in a write transaction shared with other concurrent
-// txBatched calls, with txKeep's contract: fn's nil commits its writes, a
-// commitErr commits them and returns its error, any other error discards
-// them. fn must run its statements with the ctx it is given: it runs on
-// another caller's goroutine, and a statement interrupted by a cancelled
-// caller would roll back the whole shared transaction. fn must not start a
-// write of its own: the batch holds the only write connection.
+// txBatched calls: fn's nil commits its writes, a commitErr commits them and
+// returns its error, any other error discards them. fn must run its
+// statements with the ctx it is given: it runs on another caller's
+// goroutine, and a statement interrupted by a cancelled caller would roll
+// back the whole shared transaction. fn must not start a write of its own:
+// the batch holds the only write connection.
 func (s *Store) txBatched(ctx context.Context, op string, fn func(ctx context.Context, tx *sql.Tx) error) error {
 	it := &batchItem{ctx: ctx, fn: fn, wake: make(chan struct{}, 1)}
 	b := &s.batch

@@ -253,29 +253,6 @@ type commitErr struct{ err error }
 func (c commitErr) Error() string { return c.err.Error() }
 func (c commitErr) Unwrap() error { return c.err }
 
-// txKeep is tx for bodies that may need to commit and still fail: a
-// commitErr from fn commits, then returns its error.
-func (s *Store) txKeep(ctx context.Context, op string, fn func(*sql.Tx) error) error {
-	defer s.wc.preparePending(context.WithoutCancel(ctx))
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return wrap(op, err)
-	}
-	ferr := fn(tx)
-	var ce commitErr
-	if ferr != nil && !errors.As(ferr, &ce) {
-		_ = tx.Rollback()
-		return wrap(op, ferr)
-	}
-	if err := tx.Commit(); err != nil {
-		return wrap(op, err)
-	}
-	if ferr != nil {
-		return wrap(op, ce.err)
-	}
-	return nil
-}
-
 // wrap is the one place driver errors become storage errors: no rows is
 // ErrNotFound, a unique or primary key violation ErrConflict, a foreign key
 // violation ErrNotFound (the referenced record is missing). Sentinels and
