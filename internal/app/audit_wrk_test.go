@@ -23,9 +23,13 @@ import (
 //
 //	FHIRGATE_WRK_SECONDS=8 go test -run=TestGatewayAuditWithWrk -v -timeout=30m ./internal/app/
 //
-// It runs three rounds, each at 64 and 256 connections with audit off,
-// durable into SQLite and durable into files, one server per run, and logs
-// each run's requests/s and its ratio to audit off in the same round.
+// Each round runs at each connection count with audit off, durable into
+// SQLite and durable into files, one server per run, and logs each run's
+// requests/s and its ratio to audit off at the same connection count. It
+// then compares capacities: each mode's best rate over the round's
+// connection counts, against audit off's best. FHIRGATE_WRK_CONNS (a comma
+// list, default 64,256) and FHIRGATE_WRK_ROUNDS (default 3) change the
+// sweep.
 func TestGatewayAuditWithWrk(t *testing.T) {
 	secs, _ := strconv.Atoi(os.Getenv("FHIRGATE_WRK_SECONDS"))
 	if secs <= 0 {
@@ -35,6 +39,23 @@ func TestGatewayAuditWithWrk(t *testing.T) {
 	if err != nil {
 		t.Skip("wrk is not installed (apt-get install wrk)")
 	}
+	connCounts := []int{64, 256}
+	if v := os.Getenv("FHIRGATE_WRK_CONNS"); v != "" {
+		connCounts = nil
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n <= 0 {
+				t.Fatalf("FHIRGATE_WRK_CONNS: %q is not a connection count", f)
+			}
+			connCounts = append(connCounts, n)
+		}
+	}
+	rounds := 3
+	if v := os.Getenv("FHIRGATE_WRK_ROUNDS"); v != "" {
+		if rounds, err = strconv.Atoi(v); err != nil || rounds <= 0 {
+			t.Fatalf("FHIRGATE_WRK_ROUNDS: %q is not a positive count", v)
+		}
+	}
 	ehr, err := demoehr.New(demoehr.Options{Username: "gw", Password: "ehr-secret"})
 	if err != nil {
 		t.Fatal(err)
@@ -42,8 +63,9 @@ func TestGatewayAuditWithWrk(t *testing.T) {
 	ehrSrv := httptest.NewServer(ehr)
 	defer ehrSrv.Close()
 	modes := []struct{ name, sink string }{{"audit-off", "log"}, {"audit-sync-sqlite", "store"}, {"audit-sync-file", "file"}}
-	for round := 1; round <= 3; round++ {
-		for _, conns := range []int{64, 256} {
+	for round := 1; round <= rounds; round++ {
+		best := map[string]float64{}
+		for _, conns := range connCounts {
 			var off float64
 			for _, m := range modes {
 				var rate float64
@@ -54,7 +76,13 @@ func TestGatewayAuditWithWrk(t *testing.T) {
 				if m.sink == "log" {
 					off = rate
 				}
+				best[m.name] = max(best[m.name], rate)
 				t.Logf("round %d c%d %-18s %8.0f req/s  ratio %.3f", round, conns, m.name, rate, rate/off)
+			}
+		}
+		if len(connCounts) > 1 {
+			for _, m := range modes {
+				t.Logf("round %d capacity %-18s %8.0f req/s  ratio %.3f", round, m.name, best[m.name], best[m.name]/best["audit-off"])
 			}
 		}
 	}
