@@ -20,12 +20,16 @@ func dsn(t *testing.T) string {
 	return d
 }
 
-// withParam adds a runtime parameter to a URL DSN.
+// withParam adds a runtime parameter (key=value) to a URL or key=value DSN.
 func withParam(d, kv string) string {
-	if strings.Contains(d, "?") {
+	switch {
+	case !strings.Contains(d, "://"):
+		return d + " " + kv
+	case strings.Contains(d, "?"):
 		return d + "&" + kv
+	default:
+		return d + "?" + kv
 	}
-	return d + "?" + kv
 }
 
 func show(t *testing.T, cfg *pgxpool.Config, setting string) string {

@@ -74,11 +74,14 @@ func TestCommitsAreDurable(t *testing.T) {
 	d := dsn(t)
 	for param, want := range map[string]string{"off": "on", "local": "local", "remote_apply": "remote_apply"} {
 		t.Run(param, func(t *testing.T) {
-			sep := "?"
-			if strings.Contains(d, "?") {
-				sep = "&"
+			withParam := d + "?synchronous_commit=" + param
+			switch {
+			case !strings.Contains(d, "://"):
+				withParam = d + " synchronous_commit=" + param
+			case strings.Contains(d, "?"):
+				withParam = d + "&synchronous_commit=" + param
 			}
-			s, err := postgres.OpenSchema(context.Background(), d+sep+"synchronous_commit="+param, freshSchema(t, d))
+			s, err := postgres.OpenSchema(context.Background(), withParam, freshSchema(t, d))
 			if err != nil {
 				t.Fatal(err)
 			}
