@@ -1,6 +1,9 @@
 package app
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"maps"
@@ -11,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fhirgate/fhirgate/internal/demoehr"
+	"github.com/fhirgate/fhirgate/internal/dpop"
 	"github.com/fhirgate/fhirgate/internal/token"
 )
 
@@ -41,13 +45,43 @@ func BenchmarkGatewayAudit(b *testing.B) {
 			{"audit-async-sqlite", "store", "async"},
 		} {
 			b.Run(fmt.Sprintf("c%d/%s", clients, mode.name), func(b *testing.B) {
-				benchmarkGatewayRead(b, ehrSrv.URL, clients, map[string]string{"audit.sink": mode.sink, "audit.mode": mode.mode})
+				benchmarkGatewayRead(b, ehrSrv.URL, clients, nil, map[string]string{"audit.sink": mode.sink, "audit.mode": mode.mode})
 			})
 		}
 	}
 }
 
-func benchmarkGatewayRead(b *testing.B, upstream string, clients int, overrides map[string]string) {
+// BenchmarkGatewayDPoP measures gateway reads with a DPoP-bound token, a
+// fresh proof per request (signed by the load generator, as a client
+// would), durable audit, and each proof's jti remembered in the store (the
+// default replay backend, whose writes are durable: one fsync per batch of
+// concurrent proofs) or in memory, in one run:
+//
+//	go test -run=^$ -bench=GatewayDPoP -benchtime=3s ./internal/app/
+func BenchmarkGatewayDPoP(b *testing.B) {
+	ehr, err := demoehr.New(demoehr.Options{Username: "gw", Password: "ehr-secret"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ehrSrv := httptest.NewServer(ehr)
+	defer ehrSrv.Close()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, clients := range []int{64, 256} {
+		for _, backend := range []string{"store", "memory"} {
+			b.Run(fmt.Sprintf("c%d/replay-%s", clients, backend), func(b *testing.B) {
+				benchmarkGatewayRead(b, ehrSrv.URL, clients, key, map[string]string{"replay.backend": backend})
+			})
+		}
+	}
+}
+
+// benchmarkGatewayRead reads a patient-compartment Observation through the
+// gateway from clients concurrent clients; with dpopKey, the token is bound
+// to that key and every request carries a new DPoP proof.
+func benchmarkGatewayRead(b *testing.B, upstream string, clients int, dpopKey *ecdsa.PrivateKey, overrides map[string]string) {
 	ov := map[string]string{"gateway.upstream": upstream, "gateway.upstream_auth": "basic:gw:ehr-secret",
 		// One client at full speed is the load here, not an attack:
 		// no rate limits, and the detector's record-only default.
@@ -55,12 +89,22 @@ func benchmarkGatewayRead(b *testing.B, upstream string, clients int, overrides 
 		"anomaly.rate_spike_action": "record"}
 	maps.Copy(ov, overrides)
 	srv := startServer(b, ov)
-	tok, _, err := srv.app.tokens.AccessToken(token.AccessClaims{Subject: "bench-user", Audience: srv.app.FHIRBase(),
-		ClientID: "bench-client", Scope: "patient/*.rs", Patient: "pt-001", FHIRUser: "Patient/pt-001"})
+	claims := token.AccessClaims{Subject: "bench-user", Audience: srv.app.FHIRBase(),
+		ClientID: "bench-client", Scope: "patient/*.rs", Patient: "pt-001", FHIRUser: "Patient/pt-001"}
+	var transport http.RoundTripper = &http.Transport{MaxIdleConnsPerHost: 1024}
+	if dpopKey != nil {
+		jkt, err := dpop.JKT(dpopKey.Public())
+		if err != nil {
+			b.Fatal(err)
+		}
+		claims.Cnf = map[string]string{"jkt": jkt}
+		transport = &dpopTransport{key: dpopKey, next: transport}
+	}
+	tok, _, err := srv.app.tokens.AccessToken(claims)
 	if err != nil {
 		b.Fatal(err)
 	}
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024}}
+	client := &http.Client{Transport: transport}
 	// Connections the transport dialed but never used look new to the
 	// server, which waits 5 s for them at shutdown: close them first.
 	defer client.CloseIdleConnections()

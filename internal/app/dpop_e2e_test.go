@@ -28,10 +28,16 @@ import (
 // endpoint without ath; elsewhere it turns "Bearer" into the DPoP scheme and
 // adds ath. It is how a DPoP-aware client library behaves.
 type dpopTransport struct {
-	t    *testing.T
 	key  *ecdsa.PrivateKey
 	next http.RoundTripper
 	htu  string // when set, the proofs name this URL instead of the request's
+}
+
+// CloseIdleConnections closes the idle connections of the transport below.
+func (d *dpopTransport) CloseIdleConnections() {
+	if c, ok := d.next.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
 }
 
 func (d *dpopTransport) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -99,7 +105,7 @@ func TestEndToEndDPoP(t *testing.T) {
 
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	dpopClient := &http.Client{Transport: &dpopTransport{t: t, key: key, next: http.DefaultTransport}}
+	dpopClient := &http.Client{Transport: &dpopTransport{key: key, next: http.DefaultTransport}}
 	dctx := context.WithValue(ctx, oauth2.HTTPClient, dpopClient)
 
 	verifier := oauth2.GenerateVerifier()
@@ -126,7 +132,7 @@ func TestEndToEndDPoP(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	otherClient := &http.Client{Transport: &dpopTransport{t: t, key: other, next: http.DefaultTransport}}
+	otherClient := &http.Client{Transport: &dpopTransport{key: other, next: http.DefaultTransport}}
 	for _, u := range []string{srv.app.Issuer() + "/userinfo", srv.app.FHIRBase() + "/Patient/pt-001"} {
 		if got := call(dpopClient, u, tok); got != http.StatusOK {
 			t.Errorf("%s with DPoP: %d", u, got)

@@ -297,7 +297,7 @@ func TestDPoPAtMTLSAliases(t *testing.T) {
 	fl := runBrowserFlow(t, b, oc.AuthCodeURL("state-1234567890", oauth2.S256ChallengeOption(verifier),
 		oauth2.SetAuthURLParam("aud", s.app.FHIRBase())), "amy", "amy-password", "")
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	dpopClient := &http.Client{Transport: &dpopTransport{t: t, key: key, next: s.client(nil).Transport}}
+	dpopClient := &http.Client{Transport: &dpopTransport{key: key, next: s.client(nil).Transport}}
 	tok, err := oc.Exchange(context.WithValue(ctx, oauth2.HTTPClient, dpopClient), fl.code, oauth2.VerifierOption(verifier))
 	if err != nil {
 		t.Fatalf("DPoP exchange at the mTLS alias: %v", err)
@@ -305,7 +305,7 @@ func TestDPoPAtMTLSAliases(t *testing.T) {
 	if tok.TokenType != "DPoP" {
 		t.Fatalf("token_type %q", tok.TokenType)
 	}
-	elsewhere := &http.Client{Transport: &dpopTransport{t: t, key: key, next: s.client(nil).Transport,
+	elsewhere := &http.Client{Transport: &dpopTransport{key: key, next: s.client(nil).Transport,
 		htu: "https://127.0.0.1:1/fhir/Patient/pt-001"}}
 	for _, u := range []string{s.mtlsAt + "/userinfo", s.mtlsAt + "/fhir/Patient/pt-001"} {
 		for _, c := range []struct {
