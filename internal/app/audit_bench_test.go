@@ -18,6 +18,19 @@ import (
 	"github.com/fhirgate/fhirgate/internal/token"
 )
 
+// startDemoEHR serves the demo EHR (basic auth gw:ehr-secret) until t ends
+// and returns its URL.
+func startDemoEHR(t testing.TB) string {
+	t.Helper()
+	ehr, err := demoehr.New(demoehr.Options{Username: "gw", Password: "ehr-secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(ehr)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
 // BenchmarkGatewayAudit measures gateway reads over loopback HTTP with the
 // audit trail off (log sink, discarded), durable (sync, SQLite, the default;
 // and the file sink) and async, in one run so the ratios hold on a noisy
@@ -31,12 +44,7 @@ import (
 // The goal (issue 5) is under 10% throughput lost to durable audit. Each
 // result also reports the p50 and p99 request latency.
 func BenchmarkGatewayAudit(b *testing.B) {
-	ehr, err := demoehr.New(demoehr.Options{Username: "gw", Password: "ehr-secret"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ehrSrv := httptest.NewServer(ehr)
-	defer ehrSrv.Close()
+	ehrURL := startDemoEHR(b)
 	for _, clients := range []int{64, 256} {
 		for _, mode := range []struct{ name, sink, mode string }{
 			{"audit-off", "log", "sync"},
@@ -45,7 +53,7 @@ func BenchmarkGatewayAudit(b *testing.B) {
 			{"audit-async-sqlite", "store", "async"},
 		} {
 			b.Run(fmt.Sprintf("c%d/%s", clients, mode.name), func(b *testing.B) {
-				benchmarkGatewayRead(b, ehrSrv.URL, clients, nil, map[string]string{"audit.sink": mode.sink, "audit.mode": mode.mode})
+				benchmarkGatewayRead(b, ehrURL, clients, nil, map[string]string{"audit.sink": mode.sink, "audit.mode": mode.mode})
 			})
 		}
 	}
@@ -59,12 +67,7 @@ func BenchmarkGatewayAudit(b *testing.B) {
 //
 //	go test -run=^$ -bench=GatewayDPoP -benchtime=3s ./internal/app/
 func BenchmarkGatewayDPoP(b *testing.B) {
-	ehr, err := demoehr.New(demoehr.Options{Username: "gw", Password: "ehr-secret"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ehrSrv := httptest.NewServer(ehr)
-	defer ehrSrv.Close()
+	ehrURL := startDemoEHR(b)
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		b.Fatal(err)
@@ -72,7 +75,7 @@ func BenchmarkGatewayDPoP(b *testing.B) {
 	for _, clients := range []int{64, 256} {
 		for _, backend := range []string{"store", "memory"} {
 			b.Run(fmt.Sprintf("c%d/replay-%s", clients, backend), func(b *testing.B) {
-				benchmarkGatewayRead(b, ehrSrv.URL, clients, key, map[string]string{"replay.backend": backend})
+				benchmarkGatewayRead(b, ehrURL, clients, key, map[string]string{"replay.backend": backend})
 			})
 		}
 	}

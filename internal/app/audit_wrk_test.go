@@ -3,7 +3,6 @@ package app
 import (
 	"fmt"
 	"maps"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"regexp"
@@ -11,7 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fhirgate/fhirgate/internal/demoehr"
 	"github.com/fhirgate/fhirgate/internal/token"
 )
 
@@ -56,12 +54,7 @@ func TestGatewayAuditWithWrk(t *testing.T) {
 			t.Fatalf("FHIRGATE_WRK_ROUNDS: %q is not a positive count", v)
 		}
 	}
-	ehr, err := demoehr.New(demoehr.Options{Username: "gw", Password: "ehr-secret"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ehrSrv := httptest.NewServer(ehr)
-	defer ehrSrv.Close()
+	ehrURL := startDemoEHR(t)
 	modes := []struct{ name, sink string }{{"audit-off", "log"}, {"audit-sync-sqlite", "store"}, {"audit-sync-file", "file"}}
 	for round := 1; round <= rounds; round++ {
 		best := map[string]float64{}
@@ -71,7 +64,7 @@ func TestGatewayAuditWithWrk(t *testing.T) {
 				var rate float64
 				// A subtest each, so each server shuts down before the next starts.
 				t.Run(fmt.Sprintf("round%d/c%d/%s", round, conns, m.name), func(t *testing.T) {
-					rate = wrkGatewayRead(t, wrk, ehrSrv.URL, m.sink, conns, secs)
+					rate = wrkGatewayRead(t, wrk, ehrURL, m.sink, conns, secs)
 				})
 				if m.sink == "log" {
 					off = rate

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +17,6 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/fhirgate/fhirgate/internal/clientreg"
-	"github.com/fhirgate/fhirgate/internal/demoehr"
 	"github.com/fhirgate/fhirgate/internal/dpop"
 	"github.com/fhirgate/fhirgate/internal/secret"
 	"github.com/fhirgate/fhirgate/internal/storage"
@@ -72,13 +70,8 @@ func (d *dpopTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // with another key, is refused everywhere.
 func TestEndToEndDPoP(t *testing.T) {
 	ctx := context.Background()
-	ehr, err := demoehr.New(demoehr.Options{Username: "gw", Password: "ehr-secret"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ehrSrv := httptest.NewServer(ehr)
-	defer ehrSrv.Close()
-	srv := startServer(t, map[string]string{"gateway.upstream": ehrSrv.URL, "gateway.upstream_auth": "basic:gw:ehr-secret"})
+	ehrURL := startDemoEHR(t)
+	srv := startServer(t, map[string]string{"gateway.upstream": ehrURL, "gateway.upstream_auth": "basic:gw:ehr-secret"})
 	st := srv.app.Store()
 	now := time.Now()
 	if _, err := CreateUser(ctx, st, NewUser{Username: "amy", Password: "amy-password", Role: storage.RolePatient, FHIRUser: "Patient/pt-001"}, fastPW, now); err != nil {
