@@ -5,10 +5,14 @@ import (
 	"maps"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/fhirgate/fhirgate/internal/token"
 )
@@ -98,8 +102,12 @@ func wrkGatewayRead(t *testing.T, wrk, upstream, sink string, conns, secs int) f
 	if err != nil {
 		t.Fatal(err)
 	}
+	cpu0, wall0 := processCPUNow(t), time.Now()
+	stopProfile := startWrkProfile(t, fmt.Sprintf("%s-c%d", sink, conns))
 	out, err := exec.Command(wrk, "-t2", "-c"+strconv.Itoa(conns), "-d"+strconv.Itoa(secs)+"s", "--timeout", "10s",
 		"-H", "Authorization: Bearer "+tok, srv.app.FHIRBase()+"/Observation/obs-001-01").CombinedOutput()
+	stopProfile()
+	cpu, wall := processCPUNow(t)-cpu0, time.Since(wall0)
 	if err != nil {
 		t.Fatalf("wrk: %v\n%s", err, out)
 	}
@@ -114,5 +122,41 @@ func wrkGatewayRead(t *testing.T, wrk, upstream, sink string, conns, secs int) f
 	if err != nil {
 		t.Fatal(err)
 	}
+	if rate > 0 {
+		t.Logf("server CPU %.0f µs/request, %.0f%% busy", cpu.Seconds()*1e6/(rate*wall.Seconds()), 100*cpu.Seconds()/wall.Seconds())
+	}
 	return rate
+}
+
+// processCPUNow is the process's user and system CPU time so far.
+func processCPUNow(t *testing.T) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatalf("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// startWrkProfile writes a CPU profile of one wrk run to
+// $FHIRGATE_WRK_CPUPROFILE_DIR/NAME.pprof when that variable is set; the
+// returned function stops it.
+func startWrkProfile(t *testing.T, name string) func() {
+	dir := os.Getenv("FHIRGATE_WRK_CPUPROFILE_DIR")
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, name+".pprof"))
+	if err != nil {
+		t.Fatalf("cpu profile: %v", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		t.Fatalf("cpu profile: %v", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			t.Errorf("cpu profile: %v", err)
+		}
+	}
 }

@@ -38,6 +38,7 @@ import (
 func BenchmarkTokenHTTP(b *testing.B) {
 	benchmarkTokenHTTP(b, "audit-sync", map[string]string{"ratelimit.token_per_ip": "off"})
 	benchmarkTokenHTTP(b, "audit-async", map[string]string{"audit.mode": "async", "ratelimit.token_per_ip": "off"})
+	benchmarkTokenHTTP(b, "audit-log", map[string]string{"audit.sink": "log", "ratelimit.token_per_ip": "off"})
 	if dsn := os.Getenv("FHIRGATE_TEST_POSTGRES_DSN"); dsn != "" {
 		benchmarkTokenHTTP(b, "postgres", map[string]string{"storage.driver": "postgres",
 			"storage.dsn": benchSchemaDSN(b, dsn), "ratelimit.token_per_ip": "off"})

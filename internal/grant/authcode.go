@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"time"
 
 	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/oauth"
@@ -50,12 +49,15 @@ func (h *Handler) authorizationCode(ctx context.Context, client *storage.Client,
 		fam     *storage.TokenFamily
 		granted scope.Set
 		rt      string
+		user    *storage.User
 	)
 	// The code is consumed before anything is checked against it, so a failed
 	// attempt (wrong verifier, wrong client) burns it. Consumption, the token
 	// family and the refresh token are written in one transaction, so a
 	// reused code always finds the family of an earlier successful exchange.
-	ac, err := h.opts.Codes.RedeemAuthCode(ctx, storage.HashSecret(code), now, func(ac *storage.AuthCode) (*storage.Redemption, error) {
+	// The store reads the authorizing user with the code, so a user deleted
+	// or suspended since the login gets no tokens and no token family.
+	ac, err := h.opts.Codes.RedeemAuthCode(ctx, storage.HashSecret(code), now, func(ac *storage.AuthCode, u *storage.User) (*storage.Redemption, error) {
 		if ac.ClientID != client.ID {
 			return nil, oauth.Wrap(oauth.InvalidGrant, "invalid authorization code",
 				fmt.Errorf("%w: issued to %q, presented by %q", ErrCodeClient, ac.ClientID, client.ID))
@@ -69,6 +71,14 @@ func (h *Handler) authorizationCode(ctx context.Context, client *storage.Client,
 		if err := checkCodeBinding(ac, bnd); err != nil {
 			return nil, err
 		}
+		if u == nil {
+			return nil, oauth.Wrap(oauth.InvalidGrant, "the authorizing user no longer exists",
+				fmt.Errorf("grant: user %q: %w", ac.UserID, storage.ErrNotFound))
+		}
+		if h.suspended("", u.ID) {
+			return nil, errUserSuspended()
+		}
+		user = u
 		var err error
 		if granted, _, err = scope.ParseSet(ac.Scope); err != nil {
 			return nil, oauth.Wrap(oauth.ServerError, "internal error", fmt.Errorf("grant: stored code scope: %w", err))
@@ -120,18 +130,6 @@ func (h *Handler) authorizationCode(ctx context.Context, client *storage.Client,
 		return nil, oauth.Wrap(oauth.ServerError, "internal error", fmt.Errorf("grant: authorization code has no token family: %w", err))
 	default:
 		return nil, storeError("redeem code", err)
-	}
-
-	user, err := h.opts.Users.GetUser(ctx, ac.UserID)
-	if errors.Is(err, storage.ErrNotFound) {
-		h.revokeQuietly(ctx, fam.ID, now, "authorizing user deleted")
-		return nil, oauth.Wrap(oauth.InvalidGrant, "the authorizing user no longer exists", err)
-	} else if err != nil {
-		return nil, storeError("get user", err)
-	}
-	if h.suspended("", user.ID) {
-		h.revokeQuietly(ctx, fam.ID, now, "authorizing user suspended")
-		return nil, errUserSuspended()
 	}
 
 	resp, err := h.mint(ctx, grantInfo{
@@ -190,10 +188,3 @@ func (h *Handler) codeReused(ctx context.Context, ac *storage.AuthCode, client *
 	}
 }
 
-// revokeQuietly revokes a family after a failure that already decides the
-// response; a revocation error is logged, never sent.
-func (h *Handler) revokeQuietly(ctx context.Context, familyID string, now time.Time, reason string) {
-	if err := h.opts.Tokens.RevokeFamily(context.WithoutCancel(ctx), familyID, now, reason); err != nil {
-		h.opts.Logger.ErrorContext(ctx, "revoking a token family failed", "family", familyID, "error", err)
-	}
-}

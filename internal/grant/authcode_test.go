@@ -246,7 +246,18 @@ func TestCodeBindings(t *testing.T) {
 		if err := f.store.DeleteUser(f.ctx, u.ID); err != nil {
 			t.Fatal(err)
 		}
-		wantError(t, f.exchange(code, verifier, public(c)), 400, oauth.InvalidGrant)
+		b := wantError(t, f.exchange(code, verifier, public(c)), 400, oauth.InvalidGrant)
+		if d := b.str("error_description"); !strings.Contains(d, "no longer exists") {
+			t.Errorf("error_description %q", d)
+		}
+		// The code is burnt and no token family was ever written for it.
+		ac, err := f.store.ConsumeAuthCode(f.ctx, storage.HashSecret(code), f.clock.Now())
+		if !errors.Is(err, storage.ErrAlreadyUsed) || ac == nil {
+			t.Fatalf("code after the refusal: %+v, %v", ac, err)
+		}
+		if _, err := f.store.GetFamily(f.ctx, ac.FamilyID); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("token family of a deleted user's code: %v, want ErrNotFound", err)
+		}
 	})
 	if !f.audit.Has(audit.ActionTokenRefused, audit.Failure) {
 		t.Error("refusals not audited")

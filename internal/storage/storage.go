@@ -300,7 +300,9 @@ type AuthCodes interface {
 	// caller can revoke its family. Exactly one concurrent caller succeeds.
 	ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time) (*AuthCode, error)
 	// RedeemAuthCode is the code exchange: it calls exchange with the code
-	// and, in one transaction, consumes the code as ConsumeAuthCode does and
+	// and the user it was issued to, as the store holds that user (nil when
+	// no user has the code's UserID any more), and, in one transaction,
+	// consumes the code as ConsumeAuthCode does and
 	// inserts the Redemption exchange returned (the token family, whose ID
 	// must be the code's FamilyID, and an optional refresh token). If
 	// exchange fails, the code is consumed all the same (a failed exchange
@@ -312,7 +314,7 @@ type AuthCodes interface {
 	// concurrent callers consumes the code; the others then get
 	// ErrAlreadyUsed and what their exchange returned is dropped, so
 	// exchange must have no effect beyond its result.
-	RedeemAuthCode(ctx context.Context, hash []byte, now time.Time, exchange func(*AuthCode) (*Redemption, error)) (*AuthCode, error)
+	RedeemAuthCode(ctx context.Context, hash []byte, now time.Time, exchange func(*AuthCode, *User) (*Redemption, error)) (*AuthCode, error)
 }
 
 // Redemption is what a successful code exchange writes with the code's

@@ -154,7 +154,8 @@ func (s *Store) ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time)
 	return s.RedeemAuthCode(ctx, hash, now, nil)
 }
 
-// RedeemAuthCode reads the code and runs exchange outside any transaction,
+// RedeemAuthCode reads the code with its user and runs exchange outside any
+// transaction,
 // then consumes the code and writes what exchange returned in one
 // statement: one round trip and one commit, where a transaction around
 // separate statements took four round trips while holding a pooled
@@ -166,10 +167,10 @@ func (s *Store) ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time)
 // (checked before expiry, so replay is always reported); an expired code
 // is ErrExpired and stays unused. Both return the code. A failed exchange
 // still consumes the code.
-func (s *Store) RedeemAuthCode(ctx context.Context, hash []byte, now time.Time, exchange func(*storage.AuthCode) (*storage.Redemption, error)) (*storage.AuthCode, error) {
+func (s *Store) RedeemAuthCode(ctx context.Context, hash []byte, now time.Time, exchange func(*storage.AuthCode, *storage.User) (*storage.Redemption, error)) (*storage.AuthCode, error) {
 	const op = "redeem auth code"
 	now = micro(now)
-	code, err := scanAuthCode(s.pool.QueryRow(ctx, `SELECT `+authCodeCols+` FROM auth_codes WHERE hash = $1`, hash))
+	code, user, err := s.codeAndUser(ctx, hash, exchange != nil)
 	if err != nil {
 		return nil, wrap(op, err)
 	}
@@ -185,7 +186,7 @@ func (s *Store) RedeemAuthCode(ctx context.Context, hash []byte, now time.Time, 
 	)
 	if exchange != nil {
 		arg := consumed
-		if red, exchErr = exchange(&arg); exchErr == nil {
+		if red, exchErr = exchange(&arg, user); exchErr == nil {
 			exchErr = storage.CheckRedemption(&consumed, red)
 		}
 	}
@@ -227,6 +228,39 @@ func (s *Store) RedeemAuthCode(ctx context.Context, hash []byte, now time.Time, 
 		return c, wrap(op, errInconsistent)
 	}
 	return &consumed, wrap(op, exchErr)
+}
+
+// codeAndUser reads the code and, with withUser, the user it was issued to
+// in the same round trip; the user is nil when none has the code's UserID.
+func (s *Store) codeAndUser(ctx context.Context, hash []byte, withUser bool) (*storage.AuthCode, *storage.User, error) {
+	if !withUser {
+		c, err := scanAuthCode(s.pool.QueryRow(ctx, `SELECT `+authCodeCols+` FROM auth_codes WHERE hash = $1`, hash))
+		return c, nil, err
+	}
+	var (
+		c       storage.AuthCode
+		u       storage.User
+		role    string
+		hasUser bool
+	)
+	err := s.pool.QueryRow(ctx, `SELECT c.hash, c.client_id, c.redirect_uri, c.code_challenge, c.scope, c.user_id,
+		c.nonce, c.auth_time, c.context, c.family_id, c.created_at, c.expires_at, c.used_at, c.dpop_jkt,
+		c.session_hash, c.amr, c.acr, u.id IS NOT NULL, COALESCE(u.id, ''), COALESCE(u.username, ''),
+		COALESCE(u.password_hash, ''), COALESCE(u.role, ''), COALESCE(u.fhir_user, ''), u.created_at,
+		COALESCE(u.failed_logins, 0), u.locked_until
+		FROM auth_codes c LEFT JOIN users u ON u.id = c.user_id WHERE c.hash = $1`, hash).Scan(
+		&c.Hash, &c.ClientID, &c.RedirectURI, &c.CodeChallenge, &c.Scope, &c.UserID,
+		&c.Nonce, ts(&c.AuthTime), &c.Context, &c.FamilyID, ts(&c.CreatedAt), ts(&c.ExpiresAt),
+		ts(&c.UsedAt), &c.DPoPJKT, &c.SessionHash, &c.AMR, &c.ACR, &hasUser, &u.ID, &u.Username,
+		&u.PasswordHash, &role, &u.FHIRUser, ts(&u.CreatedAt), &u.FailedLogins, ts(&u.LockedUntil))
+	if err != nil {
+		return nil, nil, err
+	}
+	if !hasUser {
+		return &c, nil, nil
+	}
+	u.Role = storage.Role(role)
+	return &c, &u, nil
 }
 
 // unredeemable says why c cannot be redeemed at now, if it cannot: used

@@ -170,12 +170,12 @@ func (s *Store) ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time)
 
 // RedeemAuthCode marks the code used in one conditional UPDATE inside a
 // write transaction (BEGIN IMMEDIATE, shared with concurrent redemptions:
-// see writeBatcher), then runs exchange and inserts its family and refresh
-// token before committing. If the UPDATE matched
+// see writeBatcher), reads the code's user in the same transaction, then
+// runs exchange and inserts its family and refresh token before committing. If the UPDATE matched
 // nothing, a read in the same transaction says why: a used code is
 // ErrAlreadyUsed (checked before expiry, so replay is always reported); an
 // expired code is ErrExpired and stays unused. Both return the code.
-func (s *Store) RedeemAuthCode(ctx context.Context, hash []byte, now time.Time, exchange func(*storage.AuthCode) (*storage.Redemption, error)) (*storage.AuthCode, error) {
+func (s *Store) RedeemAuthCode(ctx context.Context, hash []byte, now time.Time, exchange func(*storage.AuthCode, *storage.User) (*storage.Redemption, error)) (*storage.AuthCode, error) {
 	var code *storage.AuthCode
 	err := s.txBatched(ctx, "redeem auth code", func(ctx context.Context, tx *sql.Tx) error {
 		c, err := scanAuthCode(s.wrow(ctx, tx, `UPDATE auth_codes SET used_at = ?1
@@ -200,7 +200,14 @@ func (s *Store) RedeemAuthCode(ctx context.Context, hash []byte, now time.Time, 
 		if exchange == nil {
 			return nil
 		}
-		r, err := exchange(c)
+		user, err := scanUser(s.wrow(ctx, tx, `SELECT `+userCols+` FROM users WHERE id = ?`, c.UserID))
+		if errors.Is(err, sql.ErrNoRows) {
+			user, err = nil, nil
+		}
+		if err != nil {
+			return err
+		}
+		r, err := exchange(c, user)
 		if err != nil {
 			return commitErr{err}
 		}

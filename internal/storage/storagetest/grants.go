@@ -241,7 +241,7 @@ func testConsumeAuthCodeRace(t *testing.T, s storage.Store) {
 func testRedeemAuthCode(t *testing.T, s storage.Store) {
 	ctx := ctxT(t)
 	now := base.Add(10 * time.Second)
-	redemption := func(c *storage.AuthCode) (*storage.Redemption, error) {
+	redemption := func(c *storage.AuthCode, _ *storage.User) (*storage.Redemption, error) {
 		f := newFamily(c.FamilyID, c.UserID, c.ClientID)
 		rt := newRefresh("rt-"+c.FamilyID, c.FamilyID)
 		return &storage.Redemption{Family: f, Refresh: rt}, nil
@@ -264,7 +264,7 @@ func testRedeemAuthCode(t *testing.T, s storage.Store) {
 	// Without a refresh token: the family alone is written with the consumption.
 	single := newAuthCode("redeem-family-only")
 	wantErr(t, "CreateAuthCode", s.CreateAuthCode(ctx, single), nil)
-	_, err = s.RedeemAuthCode(ctx, single.Hash, now, func(c *storage.AuthCode) (*storage.Redemption, error) {
+	_, err = s.RedeemAuthCode(ctx, single.Hash, now, func(c *storage.AuthCode, _ *storage.User) (*storage.Redemption, error) {
 		return &storage.Redemption{Family: newFamily(c.FamilyID, c.UserID, c.ClientID)}, nil
 	})
 	wantErr(t, "RedeemAuthCode without refresh token", err, nil)
@@ -276,7 +276,7 @@ func testRedeemAuthCode(t *testing.T, s storage.Store) {
 
 	// Reuse: reported with the code, exchange not called, the family exists to revoke.
 	called := false
-	got, err = s.RedeemAuthCode(ctx, c.Hash, now, func(*storage.AuthCode) (*storage.Redemption, error) {
+	got, err = s.RedeemAuthCode(ctx, c.Hash, now, func(*storage.AuthCode, *storage.User) (*storage.Redemption, error) {
 		called = true
 		return nil, nil
 	})
@@ -289,7 +289,7 @@ func testRedeemAuthCode(t *testing.T, s storage.Store) {
 	failing := newAuthCode("redeem-2")
 	wantErr(t, "CreateAuthCode", s.CreateAuthCode(ctx, failing), nil)
 	errPKCE := errors.New("pkce mismatch")
-	_, err = s.RedeemAuthCode(ctx, failing.Hash, now, func(*storage.AuthCode) (*storage.Redemption, error) {
+	_, err = s.RedeemAuthCode(ctx, failing.Hash, now, func(*storage.AuthCode, *storage.User) (*storage.Redemption, error) {
 		return nil, errPKCE
 	})
 	wantErr(t, "RedeemAuthCode failing exchange", err, errPKCE)
@@ -301,7 +301,7 @@ func testRedeemAuthCode(t *testing.T, s storage.Store) {
 	// A redemption for another family is refused and writes nothing.
 	wrong := newAuthCode("redeem-3")
 	wantErr(t, "CreateAuthCode", s.CreateAuthCode(ctx, wrong), nil)
-	_, err = s.RedeemAuthCode(ctx, wrong.Hash, now, func(c *storage.AuthCode) (*storage.Redemption, error) {
+	_, err = s.RedeemAuthCode(ctx, wrong.Hash, now, func(c *storage.AuthCode, _ *storage.User) (*storage.Redemption, error) {
 		return &storage.Redemption{Family: newFamily("someone-else", c.UserID, c.ClientID)}, nil
 	})
 	wantErr(t, "RedeemAuthCode wrong family", err, storage.ErrBadRedemption)
@@ -337,9 +337,9 @@ func testRedeemAuthCode(t *testing.T, s storage.Store) {
 		wantErr(t, "CreateAuthCode", s.CreateAuthCode(ctx, rc), nil)
 		var calls atomic.Int32
 		errs := race(Racers, func(int) error {
-			_, err := s.RedeemAuthCode(ctx, rc.Hash, now, func(c *storage.AuthCode) (*storage.Redemption, error) {
+			_, err := s.RedeemAuthCode(ctx, rc.Hash, now, func(c *storage.AuthCode, _ *storage.User) (*storage.Redemption, error) {
 				calls.Add(1)
-				return redemption(c)
+				return redemption(c, nil)
 			})
 			return err
 		})
@@ -350,5 +350,34 @@ func testRedeemAuthCode(t *testing.T, s storage.Store) {
 		if _, err := s.GetFamily(ctx, rc.FamilyID); err != nil {
 			t.Fatalf("RedeemAuthCode race: the winner's family: %v", err)
 		}
+	}
+
+	// exchange gets the code's user as the store holds it, and nil once no
+	// user has that ID: the caller decides before anything is issued.
+	holder := newUser("u-redeem", "redeemer")
+	wantErr(t, "CreateUser", s.CreateUser(ctx, holder), nil)
+	var seen []*storage.User
+	record := func(c *storage.AuthCode, u *storage.User) (*storage.Redemption, error) {
+		seen = append(seen, u)
+		return redemption(c, u)
+	}
+	for i, present := range []bool{true, false} {
+		if !present {
+			wantErr(t, "DeleteUser", s.DeleteUser(ctx, holder.ID), nil)
+		}
+		uc := newAuthCode(label("redeem-user", i))
+		uc.UserID = holder.ID
+		wantErr(t, "CreateAuthCode", s.CreateAuthCode(ctx, uc), nil)
+		_, err := s.RedeemAuthCode(ctx, uc.Hash, now, record)
+		wantErr(t, "RedeemAuthCode with its user", err, nil)
+	}
+	if len(seen) != 2 {
+		t.Fatalf("exchange ran %d times, want 2", len(seen))
+	}
+	if u := seen[0]; u == nil || u.ID != holder.ID || u.Username != holder.Username || u.FHIRUser != holder.FHIRUser || u.Role != holder.Role {
+		t.Errorf("exchange got user %+v, want %+v", u, holder)
+	}
+	if seen[1] != nil {
+		t.Errorf("exchange got %+v for a deleted user, want nil", seen[1])
 	}
 }
