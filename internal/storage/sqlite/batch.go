@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 )
 
 // maxBatch bounds how many transaction bodies share one commit, so one
@@ -15,10 +16,15 @@ const maxBatch = 64
 // writeBatcher groups the hot single-use writes (code redemption, refresh
 // rotation, replay keys) that arrive together into one write transaction:
 // SQLite serialises writers, so each would otherwise wait for the others'
-// BEGIN, commit and WAL write in turn. Every body still runs alone inside
-// its own SAVEPOINT, so a body that fails rolls back only its own writes,
-// and a body sees the writes of the bodies before it in the batch exactly
-// as it would after their commits. Nobody's result is reported before the
+// BEGIN, commit and WAL write in turn. A body that fails rolls back only its
+// own writes, and a body sees the writes of the bodies before it in the
+// batch exactly as it would after their commits. The batch first runs its
+// bodies one after another with nothing between them; if a body fails
+// after writing (any error but a commitErr or a noWritesErr), the whole
+// transaction is rolled back and the batch runs again with each body in a
+// SAVEPOINT of its own. Most batches have no such failure, and the two
+// statements a savepoint costs each body were a tenth of a code exchange's
+// time in the single writer. Nobody's result is reported before the
 // commit that makes it durable; if that commit fails, every body in the
 // batch gets the error.
 //
@@ -29,6 +35,8 @@ type writeBatcher struct {
 	mu      sync.Mutex
 	queue   []*batchItem
 	leading bool
+
+	reruns atomic.Int64 // batches run again with savepoints
 }
 
 // batchItem is one transaction body waiting for a batch.
@@ -43,7 +51,8 @@ type batchItem struct {
 
 // txBatched runs fn in a write transaction shared with other concurrent
 // txBatched calls: fn's nil commits its writes, a commitErr commits them and
-// returns its error, any other error discards them. fn must run its
+// returns its error, any other error discards them. fn may run twice (see
+// writeBatcher): it must have no effect outside tx beyond its result. fn must run its
 // statements with the ctx it is given: it runs on another caller's
 // goroutine, and a statement interrupted by a cancelled caller would roll
 // back the whole shared transaction. fn must not start a write of its own:
@@ -95,9 +104,14 @@ func (it *batchItem) result(op string) error {
 		panic(it.pnc)
 	}
 	err := it.err
-	var ce commitErr
+	var (
+		ce commitErr
+		nw noWritesErr
+	)
 	if errors.As(err, &ce) {
 		err = ce.err
+	} else if errors.As(err, &nw) {
+		err = nw.err
 	}
 	return wrap(op, err)
 }
@@ -114,20 +128,64 @@ func (it *batchItem) run(tx *sql.Tx) (err error) {
 	return it.fn(context.WithoutCancel(it.ctx), tx)
 }
 
-// runBatch runs items in one write transaction, each in its own savepoint,
-// and sets each item's err. A caller that gave up before its turn is
-// skipped.
+// runBatch runs items in one write transaction (see writeBatcher) and sets
+// each item's err. A caller that gave up before its turn is skipped.
 func (s *Store) runBatch(items []*batchItem) {
-	bg := context.Background()
-	defer s.wc.preparePending(bg)
-	fail := func(err error) {
-		for _, it := range items {
+	defer s.wc.preparePending(context.Background())
+	if s.runPlain(items) {
+		return
+	}
+	s.batch.reruns.Add(1)
+	for _, it := range items {
+		it.err, it.pnc = nil, nil
+	}
+	s.runWithSavepoints(items)
+}
+
+// runPlain runs the batch's bodies with no savepoints and commits, unless a
+// body fails after writing: then it rolls everything back and returns false
+// so the batch can run again with savepoints.
+func (s *Store) runPlain(items []*batchItem) bool {
+	tx, err := s.w.BeginTx(context.Background(), nil)
+	if err != nil {
+		failAll(items, err)
+		return true
+	}
+	for _, it := range items {
+		if err := it.ctx.Err(); err != nil {
 			it.err = err
+			continue
+		}
+		it.err = it.run(tx)
+		var (
+			ce commitErr
+			nw noWritesErr
+		)
+		if it.err != nil && !errors.As(it.err, &ce) && !errors.As(it.err, &nw) {
+			_ = tx.Rollback()
+			return false
 		}
 	}
+	if err := tx.Commit(); err != nil {
+		failAll(items, err)
+	}
+	return true
+}
+
+// failAll gives every body of the batch err.
+func failAll(items []*batchItem, err error) {
+	for _, it := range items {
+		it.err = err
+	}
+}
+
+// runWithSavepoints runs each body in a SAVEPOINT of its own, so a body that
+// fails rolls back its own writes and no one else's, and commits.
+func (s *Store) runWithSavepoints(items []*batchItem) {
+	bg := context.Background()
 	tx, err := s.w.BeginTx(bg, nil)
 	if err != nil {
-		fail(err)
+		failAll(items, err)
 		return
 	}
 	for _, it := range items {
@@ -137,7 +195,7 @@ func (s *Store) runBatch(items []*batchItem) {
 		}
 		if _, err := s.wexec(bg, tx, `SAVEPOINT batch_item`); err != nil {
 			_ = tx.Rollback()
-			fail(err)
+			failAll(items, err)
 			return
 		}
 		it.err = it.run(tx)
@@ -147,17 +205,17 @@ func (s *Store) runBatch(items []*batchItem) {
 				// SQLite rolls a whole transaction back on some errors
 				// (I/O, a full disk); then no body's writes survive.
 				_ = tx.Rollback()
-				fail(errors.Join(it.err, err))
+				failAll(items, errors.Join(it.err, err))
 				return
 			}
 		}
 		if _, err := s.wexec(bg, tx, `RELEASE batch_item`); err != nil {
 			_ = tx.Rollback()
-			fail(err)
+			failAll(items, err)
 			return
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		fail(err)
+		failAll(items, err)
 	}
 }

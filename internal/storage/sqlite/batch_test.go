@@ -5,8 +5,12 @@ import (
 	"database/sql"
 	"errors"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fhirgate/fhirgate/internal/storage"
 )
 
 // TestWriteBatchIsolatesBodies queues bodies behind a leader that is still
@@ -117,6 +121,11 @@ func TestWriteBatchIsolatesBodies(t *testing.T) {
 			t.Errorf("%s: stored = %v, want %v", name, got, w.stored)
 		}
 	}
+	// Bodies that failed after writing made the batch run again with
+	// savepoints.
+	if n := s.batch.reruns.Load(); n != 1 {
+		t.Errorf("batches run again: %d, want 1", n)
+	}
 	// The batcher still works after the panic: its lead was released.
 	done := make(chan error, 1)
 	go func() { done <- s.txBatched(ctx, "later", insert("later")) }()
@@ -145,5 +154,92 @@ func waitQueued(t *testing.T, s *Store, n int) {
 			t.Fatalf("%d bodies queued, want %d", queued, n)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestWriteBatchWithoutSavepoints checks the batch's first attempt, which
+// runs its bodies with no savepoints: a body that fails with noWritesErr
+// (here, a replay key already in use) does not make the batch run again,
+// every body runs once, and the others' writes are committed.
+func TestWriteBatchWithoutSavepoints(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "fhirgate.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Now()
+	if err := s.UseOnce(ctx, "taken", now.Add(time.Hour), now); err != nil {
+		t.Fatal(err)
+	}
+
+	var runs sync.Map // body name -> *atomic.Int32
+	counted := func(name string, fn func(context.Context, *sql.Tx) error) func(context.Context, *sql.Tx) error {
+		n, _ := runs.LoadOrStore(name, new(atomic.Int32))
+		return func(ctx context.Context, tx *sql.Tx) error {
+			n.(*atomic.Int32).Add(1)
+			return fn(ctx, tx)
+		}
+	}
+	insert := func(key string) func(context.Context, *sql.Tx) error {
+		return func(ctx context.Context, tx *sql.Tx) error {
+			_, err := s.wexec(ctx, tx, `INSERT INTO replays (key, expires_at) VALUES (?, 0)`, key)
+			return err
+		}
+	}
+	release := make(chan struct{})
+	leaderRunning := make(chan struct{})
+	results := make(map[string]chan error)
+	start := func(name string, fn func(context.Context, *sql.Tx) error) {
+		ch := make(chan error, 1)
+		results[name] = ch
+		go func() { ch <- s.txBatched(ctx, name, counted(name, fn)) }()
+	}
+	start("leader", func(ctx context.Context, tx *sql.Tx) error {
+		close(leaderRunning)
+		<-release
+		return insert("leader")(ctx, tx)
+	})
+	<-leaderRunning
+	start("before", insert("before"))
+	start("replayed", func(ctx context.Context, tx *sql.Tx) error {
+		err := execOne(s.wexec(ctx, tx, `INSERT INTO replays (key, expires_at) VALUES ('taken', 0)
+			ON CONFLICT (key) DO NOTHING`))
+		if errors.Is(err, storage.ErrNotFound) {
+			return noWritesErr{storage.ErrAlreadyUsed}
+		}
+		return err
+	})
+	start("after", insert("after"))
+	waitQueued(t, s, 3)
+	close(release)
+
+	for name, want := range map[string]error{"leader": nil, "before": nil, "replayed": storage.ErrAlreadyUsed, "after": nil} {
+		if err := <-results[name]; want == nil && err != nil || want != nil && !errors.Is(err, want) {
+			t.Errorf("%s: err = %v, want %v", name, err, want)
+		}
+		n, _ := runs.Load(name)
+		if got := n.(*atomic.Int32).Load(); got != 1 {
+			t.Errorf("%s ran %d times, want 1", name, got)
+		}
+	}
+	if n := s.batch.reruns.Load(); n != 0 {
+		t.Errorf("batches run again: %d, want 0", n)
+	}
+	for _, key := range []string{"leader", "before", "after"} {
+		var n int
+		if err := s.w.QueryRowContext(ctx, `SELECT COUNT(*) FROM replays WHERE key = ?`, key).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != 1 {
+			t.Errorf("%s: %d rows, want 1", key, n)
+		}
+	}
+	// A replay through the store's own path is refused the same way.
+	if err := s.UseOnce(ctx, "taken", now.Add(time.Hour), now); !errors.Is(err, storage.ErrAlreadyUsed) {
+		t.Errorf("UseOnce of a key in use: %v, want ErrAlreadyUsed", err)
+	}
+	if n := s.batch.reruns.Load(); n != 0 {
+		t.Errorf("batches run again after a replay: %d, want 0", n)
 	}
 }

@@ -181,17 +181,21 @@ func (s *Store) RedeemAuthCode(ctx context.Context, hash []byte, now time.Time, 
 		c, err := scanAuthCode(s.wrow(ctx, tx, `UPDATE auth_codes SET used_at = ?1
 			WHERE hash = ?2 AND used_at IS NULL AND expires_at > ?1 RETURNING `+authCodeCols, micros(now), hash))
 		if errors.Is(err, sql.ErrNoRows) {
+			// The UPDATE changed nothing: every outcome here is noWritesErr.
 			if c, err = scanAuthCode(s.wrow(ctx, tx, `SELECT `+authCodeCols+` FROM auth_codes WHERE hash = ?`, hash)); err != nil {
+				if errors.Is(err, sql.ErrNoRows) {
+					return noWritesErr{err}
+				}
 				return err
 			}
 			code = c
 			switch {
 			case !c.UsedAt.IsZero():
-				return storage.ErrAlreadyUsed
+				return noWritesErr{storage.ErrAlreadyUsed}
 			case expired(now, c.ExpiresAt):
-				return storage.ErrExpired
+				return noWritesErr{storage.ErrExpired}
 			}
-			return errInconsistent
+			return noWritesErr{errInconsistent}
 		}
 		if err != nil {
 			return err

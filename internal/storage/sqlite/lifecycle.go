@@ -106,9 +106,13 @@ const replayPurgeEvery = 256
 // keys are purged every replayPurgeEvery calls.
 func (s *Store) UseOnce(ctx context.Context, key string, expiresAt, now time.Time) error {
 	err := s.txBatched(ctx, "use once", func(ctx context.Context, tx *sql.Tx) error {
-		return execOne(s.wexec(ctx, tx, `INSERT INTO replays (key, expires_at) VALUES (?1, ?2)
+		err := execOne(s.wexec(ctx, tx, `INSERT INTO replays (key, expires_at) VALUES (?1, ?2)
 			ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at WHERE replays.expires_at <= ?3`,
 			key, expiresAt.UnixMicro(), now.UnixMicro()))
+		if errors.Is(err, storage.ErrNotFound) {
+			return noWritesErr{err} // the key is in use: the statement changed nothing
+		}
+		return err
 	})
 	if errors.Is(err, storage.ErrNotFound) {
 		return wrap("use once", storage.ErrAlreadyUsed)

@@ -253,6 +253,17 @@ type commitErr struct{ err error }
 func (c commitErr) Error() string { return c.err.Error() }
 func (c commitErr) Unwrap() error { return c.err }
 
+// noWritesErr is returned by a batched transaction body (txBatched) that
+// fails before any of its statements wrote: nothing needs rolling back, so
+// the batch goes on without one. Use it only for outcomes the body decides
+// from what it read (no rows, a used or expired record, a conflict that
+// changed nothing), never for a driver error: SQLite may have rolled back
+// the whole transaction on one of those.
+type noWritesErr struct{ err error }
+
+func (n noWritesErr) Error() string { return n.err.Error() }
+func (n noWritesErr) Unwrap() error { return n.err }
+
 // wrap is the one place driver errors become storage errors: no rows is
 // ErrNotFound, a unique or primary key violation ErrConflict, a foreign key
 // violation ErrNotFound (the referenced record is missing). Sentinels and

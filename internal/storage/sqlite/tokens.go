@@ -178,7 +178,11 @@ var errFamilyMismatch = errors.New("next refresh token belongs to another family
 func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, next *storage.RefreshToken, now time.Time, retryWindow time.Duration) (*storage.RefreshToken, error) {
 	var old *storage.RefreshToken
 	err := s.txBatched(ctx, "rotate refresh token", func(ctx context.Context, tx *sql.Tx) error {
+		// Every failure before the first UPDATE below has written nothing.
 		t, f, err := scanRefreshGrant(s.wrow(ctx, tx, refreshGrantQuery, oldHash))
+		if errors.Is(err, sql.ErrNoRows) {
+			return noWritesErr{err}
+		}
 		if err != nil {
 			return err
 		}
@@ -196,13 +200,13 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, next *st
 			}
 		}
 		if !f.RevokedAt.IsZero() {
-			return storage.ErrRevoked
+			return noWritesErr{storage.ErrRevoked}
 		}
 		if expired(now, t.ExpiresAt) || expired(now, f.ExpiresAt) {
-			return storage.ErrExpired
+			return noWritesErr{storage.ErrExpired}
 		}
 		if next == nil || next.FamilyID != t.FamilyID || bytes.Equal(next.Hash, oldHash) {
-			return errFamilyMismatch
+			return noWritesErr{errFamilyMismatch}
 		}
 		if t.UsedAt.IsZero() {
 			if err := execOne(s.wexec(ctx, tx, `UPDATE refresh_tokens SET used_at = ?, successor_hash = ?
