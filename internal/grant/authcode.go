@@ -187,4 +187,3 @@ func (h *Handler) codeReused(ctx context.Context, ac *storage.AuthCode, client *
 		h.opts.Logger.ErrorContext(ctx, "audit of code reuse failed", "error", aerr)
 	}
 }
-
