@@ -6,10 +6,12 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/fhirgate/fhirgate/internal/audit"
+	"github.com/fhirgate/fhirgate/internal/grant"
 	"github.com/fhirgate/fhirgate/internal/oauth"
 	"github.com/fhirgate/fhirgate/internal/storage"
 	"github.com/fhirgate/fhirgate/internal/token"
@@ -391,4 +393,33 @@ func TestFailedExchangeBurnsCodeWithoutFamily(t *testing.T) {
 	if _, err := f.store.GetFamily(f.ctx, ac.FamilyID); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("a failed exchange wrote a token family: %v", err)
 	}
+}
+
+// TestSuspendedUserCodeRefused: a code whose user the detector has suspended
+// since the login is burnt, answered with invalid_grant, and leaves no token
+// family behind.
+func TestSuspendedUserCodeRefused(t *testing.T) {
+	var suspendedUser atomic.Value
+	suspendedUser.Store("")
+	f := newFixture(t, func(o *grant.Options) {
+		o.Suspended = func(clientID, userID string) bool { return userID != "" && userID == suspendedUser.Load() }
+	})
+	c, _ := f.client(oauth.AuthNone)
+	code, verifier := f.code(c, codeOpts{})
+	suspendedUser.Store(f.user.ID)
+	b := wantError(t, f.exchange(code, verifier, public(c)), 400, oauth.InvalidGrant)
+	if d := b.str("error_description"); !strings.Contains(d, "suspended") {
+		t.Errorf("error_description %q", d)
+	}
+	ac, err := f.store.ConsumeAuthCode(f.ctx, storage.HashSecret(code), f.clock.Now())
+	if !errors.Is(err, storage.ErrAlreadyUsed) || ac == nil {
+		t.Fatalf("code after the refusal: %+v, %v", ac, err)
+	}
+	if _, err := f.store.GetFamily(f.ctx, ac.FamilyID); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("token family of a suspended user's code: %v, want ErrNotFound", err)
+	}
+	// Another user's code still works.
+	suspendedUser.Store("someone-else")
+	code, verifier = f.code(c, codeOpts{})
+	wantOK(t, f.exchange(code, verifier, public(c)))
 }
