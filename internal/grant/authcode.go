@@ -57,7 +57,7 @@ func (h *Handler) authorizationCode(ctx context.Context, client *storage.Client,
 	// reused code always finds the family of an earlier successful exchange.
 	// The store reads the authorizing user with the code, so a user deleted
 	// or suspended since the login gets no tokens and no token family.
-	ac, err := h.opts.Codes.RedeemAuthCode(ctx, storage.HashSecret(code), now, func(ac *storage.AuthCode, u *storage.User) (*storage.Redemption, error) {
+	ac, durable, err := h.opts.Codes.RedeemAuthCode(ctx, storage.HashSecret(code), now, func(ac *storage.AuthCode, u *storage.User) (*storage.Redemption, error) {
 		if ac.ClientID != client.ID {
 			return nil, oauth.Wrap(oauth.InvalidGrant, "invalid authorization code",
 				fmt.Errorf("%w: issued to %q, presented by %q", ErrCodeClient, ac.ClientID, client.ID))
@@ -132,6 +132,8 @@ func (h *Handler) authorizationCode(ctx context.Context, client *storage.Client,
 		return nil, storeError("redeem code", err)
 	}
 
+	// The tokens are signed while the store may still be committing the
+	// redemption (durable); nothing leaves before that commit has succeeded.
 	resp, err := h.mint(ctx, grantInfo{
 		client:   client,
 		user:     user,
@@ -145,6 +147,11 @@ func (h *Handler) authorizationCode(ctx context.Context, client *storage.Client,
 		amr:      ac.AMR,
 		acr:      ac.ACR,
 	}, ev)
+	if durable != nil {
+		if derr := durable(); derr != nil {
+			return nil, storeError("redeem code", derr)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

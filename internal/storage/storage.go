@@ -313,8 +313,13 @@ type AuthCodes interface {
 	// exchange before the transaction that decides which of several
 	// concurrent callers consumes the code; the others then get
 	// ErrAlreadyUsed and what their exchange returned is dropped, so
-	// exchange must have no effect beyond its result.
-	RedeemAuthCode(ctx context.Context, hash []byte, now time.Time, exchange func(*AuthCode, *User) (*Redemption, error)) (*AuthCode, error)
+	// exchange must have no effect beyond its result (a store may also run
+	// it twice). A store may return a success before its transaction has
+	// committed, with durable set: the caller must then call durable, and
+	// see it return nil, before anything issued from the code leaves the
+	// process (a non-nil error means the redemption did not happen). durable
+	// is nil when the redemption is already committed, and on every error.
+	RedeemAuthCode(ctx context.Context, hash []byte, now time.Time, exchange func(*AuthCode, *User) (*Redemption, error)) (code *AuthCode, durable func() error, err error)
 }
 
 // Redemption is what a successful code exchange writes with the code's

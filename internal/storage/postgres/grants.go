@@ -151,7 +151,7 @@ func (s *Store) CreateAuthCode(ctx context.Context, c *storage.AuthCode) error {
 
 // ConsumeAuthCode marks the code used; see RedeemAuthCode.
 func (s *Store) ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time) (*storage.AuthCode, error) {
-	return s.RedeemAuthCode(ctx, hash, now, nil)
+	return s.redeemAuthCode(ctx, hash, now, nil)
 }
 
 // RedeemAuthCode reads the code with its user and runs exchange outside any
@@ -167,7 +167,12 @@ func (s *Store) ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time)
 // (checked before expiry, so replay is always reported); an expired code
 // is ErrExpired and stays unused. Both return the code. A failed exchange
 // still consumes the code.
-func (s *Store) RedeemAuthCode(ctx context.Context, hash []byte, now time.Time, exchange func(*storage.AuthCode, *storage.User) (*storage.Redemption, error)) (*storage.AuthCode, error) {
+func (s *Store) RedeemAuthCode(ctx context.Context, hash []byte, now time.Time, exchange func(*storage.AuthCode, *storage.User) (*storage.Redemption, error)) (*storage.AuthCode, func() error, error) {
+	c, err := s.redeemAuthCode(ctx, hash, now, exchange)
+	return c, nil, err // committed already
+}
+
+func (s *Store) redeemAuthCode(ctx context.Context, hash []byte, now time.Time, exchange func(*storage.AuthCode, *storage.User) (*storage.Redemption, error)) (*storage.AuthCode, error) {
 	const op = "redeem auth code"
 	now = micro(now)
 	code, user, err := s.codeAndUser(ctx, hash, exchange != nil)

@@ -37,6 +37,16 @@ type writeBatcher struct {
 	leading bool
 
 	reruns atomic.Int64 // batches run again with savepoints
+
+	// testBeforeCommit, set only by tests before any batch runs, is called
+	// after the early callers are released and before the commit.
+	testBeforeCommit func()
+}
+
+func (s *Store) beforeCommit() {
+	if f := s.batch.testBeforeCommit; f != nil {
+		f()
+	}
 }
 
 // batchItem is one transaction body waiting for a batch.
@@ -47,6 +57,9 @@ type batchItem struct {
 	pnc  any           // what fn panicked with, re-raised on its caller's goroutine
 	lead bool          // woken to lead the next batch, not with a result
 	wake chan struct{} // one signal: a result, or the lead
+	// released, when not nil, is closed once fn has succeeded and the
+	// batch's commit is about to start (see txBatchedEarly).
+	released chan struct{}
 }
 
 // txBatched runs fn in a write transaction shared with other concurrent
@@ -58,7 +71,26 @@ type batchItem struct {
 // back the whole shared transaction. fn must not start a write of its own:
 // the batch holds the only write connection.
 func (s *Store) txBatched(ctx context.Context, op string, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	_, err := s.batched(ctx, op, fn, false)
+	return err
+}
+
+// txBatchedEarly is txBatched for a caller that can use fn's success before
+// it is durable: once fn has succeeded and the batch's commit has started,
+// it returns with durable set, and durable waits for the commit and returns
+// its error (nil: fn's writes are committed). The caller must see durable
+// return nil before it acts on fn's writes outside this process. Otherwise
+// (fn failed, or the caller's own goroutine ran the batch) it returns after
+// the commit, as txBatched does, with durable nil.
+func (s *Store) txBatchedEarly(ctx context.Context, op string, fn func(ctx context.Context, tx *sql.Tx) error) (durable func() error, err error) {
+	return s.batched(ctx, op, fn, true)
+}
+
+func (s *Store) batched(ctx context.Context, op string, fn func(ctx context.Context, tx *sql.Tx) error, early bool) (func() error, error) {
 	it := &batchItem{ctx: ctx, fn: fn, wake: make(chan struct{}, 1)}
+	if early {
+		it.released = make(chan struct{})
+	}
 	b := &s.batch
 	b.mu.Lock()
 	b.queue = append(b.queue, it)
@@ -66,9 +98,16 @@ func (s *Store) txBatched(ctx context.Context, op string, fn func(ctx context.Co
 	b.leading = true
 	b.mu.Unlock()
 	if !lead {
-		<-it.wake
+		select {
+		case <-it.wake:
+		case <-it.released: // never ready when nil
+			return func() error {
+				<-it.wake
+				return it.result(op)
+			}, nil
+		}
 		if !it.lead {
-			return it.result(op)
+			return nil, it.result(op)
 		}
 	}
 	b.mu.Lock()
@@ -93,7 +132,17 @@ func (s *Store) txBatched(ctx context.Context, op string, fn func(ctx context.Co
 			other.wake <- struct{}{}
 		}
 	}
-	return it.result(op)
+	return nil, it.result(op)
+}
+
+// release lets the early callers (txBatchedEarly) whose bodies succeeded go
+// on while the batch commits.
+func release(items []*batchItem) {
+	for _, it := range items {
+		if it.released != nil && it.err == nil {
+			close(it.released)
+		}
+	}
 }
 
 // result is wrap for the body's outcome, unwrapping a commitErr (its writes
@@ -166,6 +215,8 @@ func (s *Store) runPlain(items []*batchItem) bool {
 			return false
 		}
 	}
+	release(items)
+	s.beforeCommit()
 	if err := tx.Commit(); err != nil {
 		failAll(items, err)
 	}
@@ -215,6 +266,8 @@ func (s *Store) runWithSavepoints(items []*batchItem) {
 			return
 		}
 	}
+	release(items)
+	s.beforeCommit()
 	if err := tx.Commit(); err != nil {
 		failAll(items, err)
 	}

@@ -243,3 +243,113 @@ func TestWriteBatchWithoutSavepoints(t *testing.T) {
 		t.Errorf("batches run again after a replay: %d, want 0", n)
 	}
 }
+
+// TestWriteBatchEarlyRelease: a txBatchedEarly caller whose body succeeded
+// goes on while the batch commits, and its durable waits for that commit;
+// a caller whose body failed gets its error after the commit, with no
+// durable.
+func TestWriteBatchEarlyRelease(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "fhirgate.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	insert := func(key string) func(context.Context, *sql.Tx) error {
+		return func(ctx context.Context, tx *sql.Tx) error {
+			_, err := s.wexec(ctx, tx, `INSERT INTO replays (key, expires_at) VALUES (?, 0)`, key)
+			return err
+		}
+	}
+	committed := func(key string) bool {
+		var n int
+		if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM replays WHERE key = ?`, key).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+	// The first batch (the leader's) commits freely; the second (the two
+	// early callers') waits at the gate before its commit.
+	gate := make(chan struct{})
+	var commits atomic.Int32
+	s.batch.testBeforeCommit = func() {
+		if commits.Add(1) == 2 {
+			<-gate
+		}
+	}
+
+	release := make(chan struct{})
+	leaderRunning := make(chan struct{})
+	leaderDone := make(chan error, 1)
+	go func() {
+		leaderDone <- s.txBatched(ctx, "leader", func(ctx context.Context, tx *sql.Tx) error {
+			close(leaderRunning)
+			<-release
+			return insert("leader")(ctx, tx)
+		})
+	}()
+	<-leaderRunning
+	type early struct {
+		durable func() error
+		err     error
+	}
+	// The first in the queue leads the next batch on its own goroutine, so
+	// the early callers queue behind it.
+	nextLeader := make(chan error, 1)
+	go func() { nextLeader <- s.txBatched(ctx, "next-leader", insert("next-leader")) }()
+	waitQueued(t, s, 1)
+	okCh, failCh := make(chan early, 1), make(chan early, 1)
+	errBody := errors.New("body failed")
+	go func() {
+		d, err := s.txBatchedEarly(ctx, "early", insert("early"))
+		okCh <- early{d, err}
+	}()
+	waitQueued(t, s, 2)
+	go func() {
+		d, err := s.txBatchedEarly(ctx, "early-fails", func(ctx context.Context, tx *sql.Tx) error { return noWritesErr{errBody} })
+		failCh <- early{d, err}
+	}()
+	waitQueued(t, s, 3)
+	close(release)
+	if err := <-leaderDone; err != nil {
+		t.Fatal(err)
+	}
+	var ok early
+	select {
+	case ok = <-okCh:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the early caller was not released before the commit")
+	}
+	if ok.err != nil || ok.durable == nil {
+		t.Fatalf("early caller: durable %v, err %v", ok.durable != nil, ok.err)
+	}
+	if committed("early") {
+		t.Fatal("the early caller's write is visible before its commit")
+	}
+	select {
+	case f := <-failCh:
+		t.Fatalf("a failed body returned before the commit: %v", f.err)
+	default:
+	}
+	done := make(chan error, 1)
+	go func() { done <- ok.durable() }()
+	select {
+	case err := <-done:
+		t.Fatalf("durable returned %v before the commit", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(gate)
+	if err := <-done; err != nil {
+		t.Fatalf("durable: %v", err)
+	}
+	if err := <-nextLeader; err != nil {
+		t.Fatal(err)
+	}
+	if !committed("early") {
+		t.Error("the early caller's write is not committed after durable returned nil")
+	}
+	f := <-failCh
+	if f.durable != nil || !errors.Is(f.err, errBody) {
+		t.Errorf("failed body: durable %v, err %v; want nil and %v", f.durable != nil, f.err, errBody)
+	}
+}

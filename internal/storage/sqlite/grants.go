@@ -165,19 +165,22 @@ func (s *Store) CreateAuthCode(ctx context.Context, c *storage.AuthCode) error {
 
 // ConsumeAuthCode marks the code used; see RedeemAuthCode.
 func (s *Store) ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time) (*storage.AuthCode, error) {
-	return s.RedeemAuthCode(ctx, hash, now, nil)
+	c, _, err := s.RedeemAuthCode(ctx, hash, now, nil)
+	return c, err
 }
 
 // RedeemAuthCode marks the code used in one conditional UPDATE inside a
 // write transaction (BEGIN IMMEDIATE, shared with concurrent redemptions:
 // see writeBatcher), reads the code's user in the same transaction, then
-// runs exchange and inserts its family and refresh token before committing. If the UPDATE matched
+// runs exchange and inserts its family and refresh token before committing.
+// A successful redemption returns as the commit starts (txBatchedEarly), so
+// the caller can sign its tokens meanwhile; durable waits for the commit. If the UPDATE matched
 // nothing, a read in the same transaction says why: a used code is
 // ErrAlreadyUsed (checked before expiry, so replay is always reported); an
 // expired code is ErrExpired and stays unused. Both return the code.
-func (s *Store) RedeemAuthCode(ctx context.Context, hash []byte, now time.Time, exchange func(*storage.AuthCode, *storage.User) (*storage.Redemption, error)) (*storage.AuthCode, error) {
+func (s *Store) RedeemAuthCode(ctx context.Context, hash []byte, now time.Time, exchange func(*storage.AuthCode, *storage.User) (*storage.Redemption, error)) (*storage.AuthCode, func() error, error) {
 	var code *storage.AuthCode
-	err := s.txBatched(ctx, "redeem auth code", func(ctx context.Context, tx *sql.Tx) error {
+	body := func(ctx context.Context, tx *sql.Tx) error {
 		c, err := scanAuthCode(s.wrow(ctx, tx, `UPDATE auth_codes SET used_at = ?1
 			WHERE hash = ?2 AND used_at IS NULL AND expires_at > ?1 RETURNING `+authCodeCols, micros(now), hash))
 		if errors.Is(err, sql.ErrNoRows) {
@@ -225,8 +228,12 @@ func (s *Store) RedeemAuthCode(ctx context.Context, hash []byte, now time.Time, 
 			return s.insertRefresh(ctx, tx, r.Refresh)
 		}
 		return nil
-	})
-	return code, err
+	}
+	if exchange == nil {
+		return code, nil, s.txBatched(ctx, "consume auth code", body)
+	}
+	durable, err := s.txBatchedEarly(ctx, "redeem auth code", body)
+	return code, durable, err
 }
 
 func scanAuthCode(sc scanner) (*storage.AuthCode, error) {

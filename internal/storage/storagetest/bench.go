@@ -110,7 +110,7 @@ func BenchRedeemAuthCode(b *testing.B, open func(*testing.B) storage.Store) {
 				codes[i] = c
 			}
 			parallelEach(b, func(i int) error {
-				_, err := s.RedeemAuthCode(ctx, codes[i].Hash, now, func(c *storage.AuthCode, _ *storage.User) (*storage.Redemption, error) {
+				_, err := redeem(ctx, s, codes[i].Hash, now, func(c *storage.AuthCode, _ *storage.User) (*storage.Redemption, error) {
 					return &storage.Redemption{Family: &storage.TokenFamily{ID: c.FamilyID, ClientID: c.ClientID,
 						UserID: c.UserID, Scope: c.Scope, Context: c.Context, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}}, nil
 				})

@@ -1,7 +1,9 @@
 package storagetest
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -238,6 +240,20 @@ func testConsumeAuthCodeRace(t *testing.T, s storage.Store) {
 	}
 }
 
+// redeem is RedeemAuthCode waiting for durable when the store returned one:
+// the redemption as committed.
+func redeem(ctx context.Context, s storage.AuthCodes, hash []byte, now time.Time,
+	exchange func(*storage.AuthCode, *storage.User) (*storage.Redemption, error)) (*storage.AuthCode, error) {
+	c, durable, err := s.RedeemAuthCode(ctx, hash, now, exchange)
+	if err != nil && durable != nil {
+		return c, fmt.Errorf("RedeemAuthCode returned durable with the error %w", err)
+	}
+	if durable != nil {
+		err = durable()
+	}
+	return c, err
+}
+
 func testRedeemAuthCode(t *testing.T, s storage.Store) {
 	ctx := ctxT(t)
 	now := base.Add(10 * time.Second)
@@ -250,7 +266,7 @@ func testRedeemAuthCode(t *testing.T, s storage.Store) {
 	// Success: code consumed, family and refresh token written together.
 	c := newAuthCode("redeem-1")
 	wantErr(t, "CreateAuthCode", s.CreateAuthCode(ctx, c), nil)
-	got, err := s.RedeemAuthCode(ctx, c.Hash, now, redemption)
+	got, err := redeem(ctx, s, c.Hash, now, redemption)
 	wantErr(t, "RedeemAuthCode", err, nil)
 	if got.UsedAt.IsZero() || got.FamilyID != c.FamilyID {
 		t.Fatalf("RedeemAuthCode returned %+v", got)
@@ -264,7 +280,7 @@ func testRedeemAuthCode(t *testing.T, s storage.Store) {
 	// Without a refresh token: the family alone is written with the consumption.
 	single := newAuthCode("redeem-family-only")
 	wantErr(t, "CreateAuthCode", s.CreateAuthCode(ctx, single), nil)
-	_, err = s.RedeemAuthCode(ctx, single.Hash, now, func(c *storage.AuthCode, _ *storage.User) (*storage.Redemption, error) {
+	_, err = redeem(ctx, s, single.Hash, now, func(c *storage.AuthCode, _ *storage.User) (*storage.Redemption, error) {
 		return &storage.Redemption{Family: newFamily(c.FamilyID, c.UserID, c.ClientID)}, nil
 	})
 	wantErr(t, "RedeemAuthCode without refresh token", err, nil)
@@ -276,7 +292,7 @@ func testRedeemAuthCode(t *testing.T, s storage.Store) {
 
 	// Reuse: reported with the code, exchange not called, the family exists to revoke.
 	called := false
-	got, err = s.RedeemAuthCode(ctx, c.Hash, now, func(*storage.AuthCode, *storage.User) (*storage.Redemption, error) {
+	got, err = redeem(ctx, s, c.Hash, now, func(*storage.AuthCode, *storage.User) (*storage.Redemption, error) {
 		called = true
 		return nil, nil
 	})
@@ -289,19 +305,19 @@ func testRedeemAuthCode(t *testing.T, s storage.Store) {
 	failing := newAuthCode("redeem-2")
 	wantErr(t, "CreateAuthCode", s.CreateAuthCode(ctx, failing), nil)
 	errPKCE := errors.New("pkce mismatch")
-	_, err = s.RedeemAuthCode(ctx, failing.Hash, now, func(*storage.AuthCode, *storage.User) (*storage.Redemption, error) {
+	_, err = redeem(ctx, s, failing.Hash, now, func(*storage.AuthCode, *storage.User) (*storage.Redemption, error) {
 		return nil, errPKCE
 	})
 	wantErr(t, "RedeemAuthCode failing exchange", err, errPKCE)
 	_, err = s.GetFamily(ctx, failing.FamilyID)
 	wantErr(t, "family after failed exchange", err, storage.ErrNotFound)
-	_, err = s.RedeemAuthCode(ctx, failing.Hash, now, redemption)
+	_, err = redeem(ctx, s, failing.Hash, now, redemption)
 	wantErr(t, "RedeemAuthCode after failed exchange", err, storage.ErrAlreadyUsed)
 
 	// A redemption for another family is refused and writes nothing.
 	wrong := newAuthCode("redeem-3")
 	wantErr(t, "CreateAuthCode", s.CreateAuthCode(ctx, wrong), nil)
-	_, err = s.RedeemAuthCode(ctx, wrong.Hash, now, func(c *storage.AuthCode, _ *storage.User) (*storage.Redemption, error) {
+	_, err = redeem(ctx, s, wrong.Hash, now, func(c *storage.AuthCode, _ *storage.User) (*storage.Redemption, error) {
 		return &storage.Redemption{Family: newFamily("someone-else", c.UserID, c.ClientID)}, nil
 	})
 	wantErr(t, "RedeemAuthCode wrong family", err, storage.ErrBadRedemption)
@@ -313,7 +329,7 @@ func testRedeemAuthCode(t *testing.T, s storage.Store) {
 	clash := newAuthCode("redeem-5")
 	wantErr(t, "CreateAuthCode", s.CreateAuthCode(ctx, clash), nil)
 	wantErr(t, "CreateFamily", s.CreateFamily(ctx, newFamily(clash.FamilyID, "someone", "another-client")), nil)
-	_, err = s.RedeemAuthCode(ctx, clash.Hash, now, redemption)
+	_, err = redeem(ctx, s, clash.Hash, now, redemption)
 	wantErr(t, "RedeemAuthCode family clash", err, storage.ErrConflict)
 	_, err = s.GetRefreshToken(ctx, hash("rt-"+clash.FamilyID))
 	wantErr(t, "refresh token after family clash", err, storage.ErrNotFound)
@@ -324,7 +340,7 @@ func testRedeemAuthCode(t *testing.T, s storage.Store) {
 	// Expired: not consumed, exchange not called.
 	exp := newAuthCode("redeem-4")
 	wantErr(t, "CreateAuthCode", s.CreateAuthCode(ctx, exp), nil)
-	_, err = s.RedeemAuthCode(ctx, exp.Hash, exp.ExpiresAt, redemption)
+	_, err = redeem(ctx, s, exp.Hash, exp.ExpiresAt, redemption)
 	wantErr(t, "RedeemAuthCode expired", err, storage.ErrExpired)
 	_, err = s.GetFamily(ctx, exp.FamilyID)
 	wantErr(t, "family of expired code", err, storage.ErrNotFound)
@@ -337,7 +353,7 @@ func testRedeemAuthCode(t *testing.T, s storage.Store) {
 		wantErr(t, "CreateAuthCode", s.CreateAuthCode(ctx, rc), nil)
 		var calls atomic.Int32
 		errs := race(Racers, func(int) error {
-			_, err := s.RedeemAuthCode(ctx, rc.Hash, now, func(c *storage.AuthCode, _ *storage.User) (*storage.Redemption, error) {
+			_, err := redeem(ctx, s, rc.Hash, now, func(c *storage.AuthCode, _ *storage.User) (*storage.Redemption, error) {
 				calls.Add(1)
 				return redemption(c, nil)
 			})
@@ -368,7 +384,7 @@ func testRedeemAuthCode(t *testing.T, s storage.Store) {
 		uc := newAuthCode(label("redeem-user", i))
 		uc.UserID = holder.ID
 		wantErr(t, "CreateAuthCode", s.CreateAuthCode(ctx, uc), nil)
-		_, err := s.RedeemAuthCode(ctx, uc.Hash, now, record)
+		_, err := redeem(ctx, s, uc.Hash, now, record)
 		wantErr(t, "RedeemAuthCode with its user", err, nil)
 	}
 	if len(seen) != 2 {
