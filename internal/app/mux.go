@@ -111,7 +111,7 @@ func buildMux(cfg *config.Config, store storage.Store, km *keys.Manager, tokens 
 	reg.Register(mux)
 
 	tokenH, err := grant.New(grant.Options{
-		Clients: store, Codes: store, Tokens: store, Users: store, Issuer: tokens,
+		Clients: store, Codes: store, Tokens: store, Issuer: tokens,
 		IssuerURL: cfg.Issuer, FHIRBase: cfg.FHIRBase,
 		RefreshIdle: cfg.Tokens.RefreshIdle, RefreshAbsolute: cfg.Tokens.RefreshAbsolute,
 		RefreshRetryWindow: cfg.Tokens.RefreshRetryWindow, Sessions: store,

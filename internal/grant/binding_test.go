@@ -45,7 +45,7 @@ func newDPoPFixture(t *testing.T, mods ...func(*grant.Options)) *dpopFixture {
 	f := newFixture(t)
 	v := &dpop.Verifier{Replay: replay.NewMemory(f.clock.Now, 1000), Now: f.clock.Now}
 	opts := grant.Options{
-		Clients: f.store, Codes: f.store, Tokens: f.store, Users: f.store, Issuer: f.issuer,
+		Clients: f.store, Codes: f.store, Tokens: f.store, Issuer: f.issuer,
 		IssuerURL: issuerURL, FHIRBase: fhirBase, Auditor: f.audit, Now: f.clock.Now, DPoP: v,
 	}
 	for _, m := range mods {

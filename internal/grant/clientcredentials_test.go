@@ -41,7 +41,7 @@ func newBackendFixture(t *testing.T) *backendFixture {
 		t.Fatal(err)
 	}
 	h, err := grant.New(grant.Options{
-		Clients: f.store, Codes: f.store, Tokens: f.store, Users: f.store, Issuer: f.issuer, BackendIssuer: backend,
+		Clients: f.store, Codes: f.store, Tokens: f.store, Issuer: f.issuer, BackendIssuer: backend,
 		ClientAuth: &clientauth.Authenticator{Clients: f.store, Audiences: []string{issuerURL + "/token"},
 			Replay: replay.NewMemory(f.clock.Now, 1000), Now: f.clock.Now},
 		IssuerURL: issuerURL, FHIRBase: fhirBase, Auditor: f.audit, Now: f.clock.Now,

@@ -109,7 +109,7 @@ func newFixtureOn(t testing.TB, st storage.Store, mods ...func(*grant.Options)) 
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	opts := grant.Options{
-		Clients: st, Codes: st, Tokens: st, Users: st, Issuer: iss, Sessions: st,
+		Clients: st, Codes: st, Tokens: st, Issuer: iss, Sessions: st,
 		IssuerURL: issuerURL, FHIRBase: fhirBase, Auditor: rec, Now: clk.Now, Logger: logger,
 	}
 	for _, m := range mods {

@@ -46,8 +46,7 @@ var ErrOptions = errors.New("grant: invalid options")
 type Options struct {
 	Clients storage.Clients   // for client authentication
 	Codes   storage.AuthCodes // authorization codes
-	Tokens  storage.Tokens    // token families and refresh tokens
-	Users   storage.Users     // the resource owners
+	Tokens  storage.Tokens    // token families and refresh tokens, read with their users
 	Issuer  *token.Issuer     // mints access tokens and id_tokens
 	// BackendIssuer mints client_credentials (SMART Backend Services) access
 	// tokens, configured with their short lifetime; Issuer when nil.
@@ -116,9 +115,6 @@ func New(opts Options) (*Handler, error) {
 	}
 	if opts.Tokens == nil {
 		missing = append(missing, "Tokens")
-	}
-	if opts.Users == nil {
-		missing = append(missing, "Users")
 	}
 	if opts.Issuer == nil {
 		missing = append(missing, "Issuer")

@@ -10,7 +10,7 @@ import (
 
 func TestNewValidates(t *testing.T) {
 	f := newFixture(t)
-	good := grant.Options{Clients: f.store, Codes: f.store, Tokens: f.store, Users: f.store, Issuer: f.issuer,
+	good := grant.Options{Clients: f.store, Codes: f.store, Tokens: f.store, Issuer: f.issuer,
 		IssuerURL: issuerURL, FHIRBase: fhirBase, Auditor: &audittest.Recorder{}}
 	if _, err := grant.New(good); err != nil {
 		t.Fatal(err)

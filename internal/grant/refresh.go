@@ -83,7 +83,7 @@ func (h *Handler) refreshToken(ctx context.Context, client *storage.Client, form
 		return nil, oauth.Errorf(oauth.InvalidRequest, "refresh_token missing")
 	}
 	hash := storage.RefreshTokenKey(raw)
-	old, fam, err := h.opts.Tokens.GetRefreshGrant(ctx, hash)
+	old, fam, user, err := h.opts.Tokens.GetRefreshGrant(ctx, hash)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, oauth.Wrap(oauth.InvalidGrant, "invalid refresh token", err)
 	} else if err != nil {
@@ -95,7 +95,11 @@ func (h *Handler) refreshToken(ctx context.Context, client *storage.Client, form
 			fmt.Errorf("%w: issued to %q, presented by %q", ErrRefreshClient, old.ClientID, client.ID))
 	}
 	ev.UserID = old.UserID
-	if old.UserID != "" && h.suspended("", old.UserID) { // before rotating: the token stays usable once cleared
+	if user == nil { // before rotating: the token is refused, not burnt
+		return nil, oauth.Wrap(oauth.InvalidGrant, "the authorizing user no longer exists",
+			fmt.Errorf("grant: user %q: %w", old.UserID, storage.ErrNotFound))
+	}
+	if h.suspended("", user.ID) { // before rotating: the token stays usable once cleared
 		return nil, errUserSuspended()
 	}
 	// The DPoP key or certificate binding (public clients), checked before
@@ -149,12 +153,6 @@ func (h *Handler) refreshToken(ctx context.Context, client *storage.Client, form
 		return nil, storeError("rotate refresh token", err)
 	}
 
-	user, err := h.opts.Users.GetUser(ctx, old.UserID)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, oauth.Wrap(oauth.InvalidGrant, "the authorizing user no longer exists", err)
-	} else if err != nil {
-		return nil, storeError("get user", err)
-	}
 	resp, err := h.mint(ctx, grantInfo{
 		client:   client,
 		user:     user,

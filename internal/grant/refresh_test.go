@@ -99,6 +99,30 @@ func TestRefreshRefusals(t *testing.T) {
 	}
 }
 
+// TestRefreshOfDeletedUser: a refresh token whose user has been deleted is
+// refused before it is rotated, so it is not burnt either.
+func TestRefreshOfDeletedUser(t *testing.T) {
+	f := newFixture(t)
+	c, s := f.client(oauth.AuthClientSecretBasic)
+	u := &storage.User{ID: "leaving", Username: "leaving", PasswordHash: "x", Role: storage.RolePatient}
+	if err := f.store.CreateUser(f.ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	code, verifier := f.code(c, codeOpts{userID: u.ID})
+	rt := wantOK(t, f.exchange(code, verifier, basic(c, s))).str("refresh_token")
+	if err := f.store.DeleteUser(f.ctx, u.ID); err != nil {
+		t.Fatal(err)
+	}
+	b := wantError(t, f.refresh(rt, "", basic(c, s)), 400, oauth.InvalidGrant)
+	if d := b.str("error_description"); !strings.Contains(d, "no longer exists") {
+		t.Errorf("error_description %q", d)
+	}
+	got, err := f.store.GetRefreshToken(f.ctx, storage.RefreshTokenKey(rt))
+	if err != nil || !got.UsedAt.IsZero() {
+		t.Errorf("refresh token after the refusal: %+v, %v; want it unused", got, err)
+	}
+}
+
 // Refresh tokens carry a time-ordered prefix (secret.TimedToken) so the
 // store files them next to each other; one issued before they did (a plain
 // secret stored under its hash) still rotates, into a prefixed one, and

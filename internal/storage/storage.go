@@ -381,9 +381,10 @@ type Tokens interface {
 	// client (account locked by an administrator).
 	RevokeUserFamilies(ctx context.Context, userID string, now time.Time, reason string) error
 	CreateRefreshToken(ctx context.Context, t *RefreshToken) error
-	// GetRefreshGrant returns the refresh token stored under hash and its
-	// family, read together: ErrNotFound if there is no such token.
-	GetRefreshGrant(ctx context.Context, hash []byte) (*RefreshToken, *TokenFamily, error)
+	// GetRefreshGrant returns the refresh token stored under hash, its
+	// family and the user it was issued to (nil when no user has the token's
+	// UserID any more), read together: ErrNotFound if there is no such token.
+	GetRefreshGrant(ctx context.Context, hash []byte) (*RefreshToken, *TokenFamily, *User, error)
 	// RotateRefreshToken, in one transaction, checks the token under oldHash
 	// and replaces it with next (which must carry the same FamilyID),
 	// recording next.Hash as the old token's SuccessorHash: ErrNotFound if

@@ -114,20 +114,32 @@ func qualified(alias, cols string) string {
 	return strings.Join(parts, ", ")
 }
 
-// GetRefreshGrant returns the refresh token stored under hash and its
-// family, in one read.
-func (s *Store) GetRefreshGrant(ctx context.Context, hash []byte) (*storage.RefreshToken, *storage.TokenFamily, error) {
+// GetRefreshGrant returns the refresh token stored under hash, its family
+// and its user, in one read.
+func (s *Store) GetRefreshGrant(ctx context.Context, hash []byte) (*storage.RefreshToken, *storage.TokenFamily, *storage.User, error) {
 	var (
-		t storage.RefreshToken
-		f storage.TokenFamily
+		t       storage.RefreshToken
+		f       storage.TokenFamily
+		u       storage.User
+		role    string
+		hasUser bool
 	)
-	err := s.pool.QueryRow(ctx, `SELECT `+qualified("r", refreshCols)+`, `+qualified("f", familyCols)+`
-		FROM refresh_tokens r JOIN token_families f ON f.id = r.family_id WHERE r.hash = $1`, hash).
-		Scan(append(refreshDest(&t), familyDest(&f)...)...)
+	dest := append(refreshDest(&t), familyDest(&f)...)
+	dest = append(dest, &hasUser, &u.ID, &u.Username, &u.PasswordHash, &role, &u.FHIRUser,
+		ts(&u.CreatedAt), &u.FailedLogins, ts(&u.LockedUntil))
+	err := s.pool.QueryRow(ctx, `SELECT `+qualified("r", refreshCols)+`, `+qualified("f", familyCols)+`,
+		u.id IS NOT NULL, COALESCE(u.id, ''), COALESCE(u.username, ''), COALESCE(u.password_hash, ''),
+		COALESCE(u.role, ''), COALESCE(u.fhir_user, ''), u.created_at, COALESCE(u.failed_logins, 0), u.locked_until
+		FROM refresh_tokens r JOIN token_families f ON f.id = r.family_id LEFT JOIN users u ON u.id = r.user_id
+		WHERE r.hash = $1`, hash).Scan(dest...)
 	if err != nil {
-		return nil, nil, wrap("get refresh grant", err)
+		return nil, nil, nil, wrap("get refresh grant", err)
 	}
-	return &t, &f, nil
+	if !hasUser {
+		return &t, &f, nil, nil
+	}
+	u.Role = storage.Role(role)
+	return &t, &f, &u, nil
 }
 
 func insertRefresh(ctx context.Context, q querier, t *storage.RefreshToken) error {

@@ -143,12 +143,22 @@ func testRefreshTokens(t *testing.T, s storage.Store) {
 	got, err := s.GetRefreshToken(ctx, rt1.Hash)
 	wantErr(t, "GetRefreshToken", err, nil)
 	mustEqual(t, "GetRefreshToken", got, rt1)
-	// GetRefreshGrant: the token with its family, in one read.
-	gt, gf, err := s.GetRefreshGrant(ctx, rt1.Hash)
+	// GetRefreshGrant: the token with its family and its user, in one read;
+	// no user once none has the token's UserID.
+	u1 := newUser("u1", "refresh-holder")
+	wantErr(t, "CreateUser", s.CreateUser(ctx, u1), nil)
+	gt, gf, gu, err := s.GetRefreshGrant(ctx, rt1.Hash)
 	wantErr(t, "GetRefreshGrant", err, nil)
 	mustEqual(t, "GetRefreshGrant token", gt, rt1)
 	mustEqual(t, "GetRefreshGrant family", gf, newFamily("f1", "u1", "c1"))
-	_, _, err = s.GetRefreshGrant(ctx, hash("nope"))
+	mustEqual(t, "GetRefreshGrant user", gu, u1)
+	wantErr(t, "DeleteUser", s.DeleteUser(ctx, u1.ID), nil)
+	gt, _, gu, err = s.GetRefreshGrant(ctx, rt1.Hash)
+	wantErr(t, "GetRefreshGrant without its user", err, nil)
+	if gt == nil || gu != nil {
+		t.Fatalf("GetRefreshGrant without its user: token %v, user %+v", gt, gu)
+	}
+	_, _, _, err = s.GetRefreshGrant(ctx, hash("nope"))
 	wantErr(t, "GetRefreshGrant unknown", err, storage.ErrNotFound)
 
 	// next must belong to the same family; a refused rotation changes nothing.
@@ -202,7 +212,7 @@ func testRefreshTokens(t *testing.T, s storage.Store) {
 	wantErr(t, "RevokeFamily", s.RevokeFamily(ctx, "f3", now, "logout"), nil)
 	_, err = s.RotateRefreshToken(ctx, rt6.Hash, newRefresh("rt-7", "f3"), now, 0)
 	wantErr(t, "RotateRefreshToken revoked family", err, storage.ErrRevoked)
-	if _, gf, err := s.GetRefreshGrant(ctx, rt6.Hash); err != nil || gf.RevokedAt.IsZero() || gf.Reason != "logout" {
+	if _, gf, _, err := s.GetRefreshGrant(ctx, rt6.Hash); err != nil || gf.RevokedAt.IsZero() || gf.Reason != "logout" {
 		t.Fatalf("GetRefreshGrant of a revoked family: %+v, %v", gf, err)
 	}
 	got, err = s.GetRefreshToken(ctx, rt6.Hash)
