@@ -24,9 +24,10 @@ const maxBatch = 64
 // transaction is rolled back and the batch runs again with each body in a
 // SAVEPOINT of its own. Most batches have no such failure, and the two
 // statements a savepoint costs each body were a tenth of a code exchange's
-// time in the single writer. Nobody's result is reported before the
-// commit that makes it durable; if that commit fails, every body in the
-// batch gets the error.
+// time in the single writer. No result is final before the commit that
+// makes it durable; if that commit fails, every body in the batch gets the
+// error. A txBatchedEarly caller hears of its body's success as the commit
+// starts, and its durable reports the commit.
 //
 // There is no goroutine of its own: the first caller to find the batcher
 // idle leads, running whatever has queued meanwhile, and hands the lead to
@@ -65,8 +66,8 @@ type batchItem struct {
 // txBatched runs fn in a write transaction shared with other concurrent
 // txBatched calls: fn's nil commits its writes, a commitErr commits them and
 // returns its error, any other error discards them. fn may run twice (see
-// writeBatcher): it must have no effect outside tx beyond its result. fn must run its
-// statements with the ctx it is given: it runs on another caller's
+// writeBatcher): it must have no effect outside tx beyond its result. fn
+// must run its statements with the ctx it is given: it runs on another caller's
 // goroutine, and a statement interrupted by a cancelled caller would roll
 // back the whole shared transaction. fn must not start a write of its own:
 // the batch holds the only write connection.
