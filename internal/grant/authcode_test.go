@@ -252,14 +252,7 @@ func TestCodeBindings(t *testing.T) {
 		if d := b.str("error_description"); !strings.Contains(d, "no longer exists") {
 			t.Errorf("error_description %q", d)
 		}
-		// The code is burnt and no token family was ever written for it.
-		ac, err := f.store.ConsumeAuthCode(f.ctx, storage.HashSecret(code), f.clock.Now())
-		if !errors.Is(err, storage.ErrAlreadyUsed) || ac == nil {
-			t.Fatalf("code after the refusal: %+v, %v", ac, err)
-		}
-		if _, err := f.store.GetFamily(f.ctx, ac.FamilyID); !errors.Is(err, storage.ErrNotFound) {
-			t.Errorf("token family of a deleted user's code: %v, want ErrNotFound", err)
-		}
+		wantBurntWithoutFamily(t, f, code)
 	})
 	if !f.audit.Has(audit.ActionTokenRefused, audit.Failure) {
 		t.Error("refusals not audited")
@@ -411,15 +404,22 @@ func TestSuspendedUserCodeRefused(t *testing.T) {
 	if d := b.str("error_description"); !strings.Contains(d, "suspended") {
 		t.Errorf("error_description %q", d)
 	}
+	wantBurntWithoutFamily(t, f, code)
+	// Another user's code still works.
+	suspendedUser.Store("someone-else")
+	code, verifier = f.code(c, codeOpts{})
+	wantOK(t, f.exchange(code, verifier, public(c)))
+}
+
+// wantBurntWithoutFamily checks that a refused code is used up and that no
+// token family was ever written for it.
+func wantBurntWithoutFamily(t *testing.T, f *fixture, code string) {
+	t.Helper()
 	ac, err := f.store.ConsumeAuthCode(f.ctx, storage.HashSecret(code), f.clock.Now())
 	if !errors.Is(err, storage.ErrAlreadyUsed) || ac == nil {
 		t.Fatalf("code after the refusal: %+v, %v", ac, err)
 	}
 	if _, err := f.store.GetFamily(f.ctx, ac.FamilyID); !errors.Is(err, storage.ErrNotFound) {
-		t.Errorf("token family of a suspended user's code: %v, want ErrNotFound", err)
+		t.Errorf("token family of a refused code: %v, want ErrNotFound", err)
 	}
-	// Another user's code still works.
-	suspendedUser.Store("someone-else")
-	code, verifier = f.code(c, codeOpts{})
-	wantOK(t, f.exchange(code, verifier, public(c)))
 }

@@ -131,12 +131,17 @@ const authCodeCols = `hash, client_id, redirect_uri, code_challenge, scope, user
 
 func scanAuthCode(row pgx.Row) (*storage.AuthCode, error) {
 	var c storage.AuthCode
-	if err := row.Scan(&c.Hash, &c.ClientID, &c.RedirectURI, &c.CodeChallenge, &c.Scope, &c.UserID,
-		&c.Nonce, ts(&c.AuthTime), &c.Context, &c.FamilyID, ts(&c.CreatedAt), ts(&c.ExpiresAt),
-		ts(&c.UsedAt), &c.DPoPJKT, &c.SessionHash, &c.AMR, &c.ACR); err != nil {
+	if err := row.Scan(authCodeDest(&c)...); err != nil {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// authCodeDest is where the columns of authCodeCols scan into c.
+func authCodeDest(c *storage.AuthCode) []any {
+	return []any{&c.Hash, &c.ClientID, &c.RedirectURI, &c.CodeChallenge, &c.Scope, &c.UserID,
+		&c.Nonce, ts(&c.AuthTime), &c.Context, &c.FamilyID, ts(&c.CreatedAt), ts(&c.ExpiresAt),
+		ts(&c.UsedAt), &c.DPoPJKT, &c.SessionHash, &c.AMR, &c.ACR}
 }
 
 // CreateAuthCode inserts c; ErrConflict if its hash exists.
@@ -243,29 +248,16 @@ func (s *Store) codeAndUser(ctx context.Context, hash []byte, withUser bool) (*s
 		return c, nil, err
 	}
 	var (
-		c       storage.AuthCode
-		u       storage.User
-		role    string
-		hasUser bool
+		c storage.AuthCode
+		u storage.OptionalUser
 	)
-	err := s.pool.QueryRow(ctx, `SELECT c.hash, c.client_id, c.redirect_uri, c.code_challenge, c.scope, c.user_id,
-		c.nonce, c.auth_time, c.context, c.family_id, c.created_at, c.expires_at, c.used_at, c.dpop_jkt,
-		c.session_hash, c.amr, c.acr, u.id IS NOT NULL, COALESCE(u.id, ''), COALESCE(u.username, ''),
-		COALESCE(u.password_hash, ''), COALESCE(u.role, ''), COALESCE(u.fhir_user, ''), u.created_at,
-		COALESCE(u.failed_logins, 0), u.locked_until
-		FROM auth_codes c LEFT JOIN users u ON u.id = c.user_id WHERE c.hash = $1`, hash).Scan(
-		&c.Hash, &c.ClientID, &c.RedirectURI, &c.CodeChallenge, &c.Scope, &c.UserID,
-		&c.Nonce, ts(&c.AuthTime), &c.Context, &c.FamilyID, ts(&c.CreatedAt), ts(&c.ExpiresAt),
-		ts(&c.UsedAt), &c.DPoPJKT, &c.SessionHash, &c.AMR, &c.ACR, &hasUser, &u.ID, &u.Username,
-		&u.PasswordHash, &role, &u.FHIRUser, ts(&u.CreatedAt), &u.FailedLogins, ts(&u.LockedUntil))
+	dest := append(authCodeDest(&c), u.Dest(func(p *time.Time) any { return ts(p) })...)
+	err := s.pool.QueryRow(ctx, `SELECT `+qualified("c", authCodeCols)+`, `+storage.OptionalUserColumns("u")+`
+		FROM auth_codes c LEFT JOIN users u ON u.id = c.user_id WHERE c.hash = $1`, hash).Scan(dest...)
 	if err != nil {
 		return nil, nil, err
 	}
-	if !hasUser {
-		return &c, nil, nil
-	}
-	u.Role = storage.Role(role)
-	return &c, &u, nil
+	return &c, u.User(), nil
 }
 
 // unredeemable says why c cannot be redeemed at now, if it cannot: used

@@ -21,18 +21,9 @@ import (
 // writes and panics on its own caller's goroutine, not the leader's.
 func TestWriteBatchIsolatesBodies(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(ctx, filepath.Join(t.TempDir(), "fhirgate.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openBatchStore(t)
 
-	insert := func(key string) func(context.Context, *sql.Tx) error {
-		return func(ctx context.Context, tx *sql.Tx) error {
-			_, err := s.wexec(ctx, tx, `INSERT INTO replays (key, expires_at) VALUES (?, 0)`, key)
-			return err
-		}
-	}
+	insert := func(key string) func(context.Context, *sql.Tx) error { return insertReplay(s, key) }
 	errBody := errors.New("body failed")
 	errKept := errors.New("failed after writing on purpose")
 
@@ -163,11 +154,7 @@ func waitQueued(t *testing.T, s *Store, n int) {
 // every body runs once, and the others' writes are committed.
 func TestWriteBatchWithoutSavepoints(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(ctx, filepath.Join(t.TempDir(), "fhirgate.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openBatchStore(t)
 	now := time.Now()
 	if err := s.UseOnce(ctx, "taken", now.Add(time.Hour), now); err != nil {
 		t.Fatal(err)
@@ -181,12 +168,7 @@ func TestWriteBatchWithoutSavepoints(t *testing.T) {
 			return fn(ctx, tx)
 		}
 	}
-	insert := func(key string) func(context.Context, *sql.Tx) error {
-		return func(ctx context.Context, tx *sql.Tx) error {
-			_, err := s.wexec(ctx, tx, `INSERT INTO replays (key, expires_at) VALUES (?, 0)`, key)
-			return err
-		}
-	}
+	insert := func(key string) func(context.Context, *sql.Tx) error { return insertReplay(s, key) }
 	release := make(chan struct{})
 	leaderRunning := make(chan struct{})
 	results := make(map[string]chan error)
@@ -250,17 +232,8 @@ func TestWriteBatchWithoutSavepoints(t *testing.T) {
 // durable.
 func TestWriteBatchEarlyRelease(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(ctx, filepath.Join(t.TempDir(), "fhirgate.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	insert := func(key string) func(context.Context, *sql.Tx) error {
-		return func(ctx context.Context, tx *sql.Tx) error {
-			_, err := s.wexec(ctx, tx, `INSERT INTO replays (key, expires_at) VALUES (?, 0)`, key)
-			return err
-		}
-	}
+	s := openBatchStore(t)
+	insert := func(key string) func(context.Context, *sql.Tx) error { return insertReplay(s, key) }
 	committed := func(key string) bool {
 		var n int
 		if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM replays WHERE key = ?`, key).Scan(&n); err != nil {
@@ -351,5 +324,23 @@ func TestWriteBatchEarlyRelease(t *testing.T) {
 	f := <-failCh
 	if f.durable != nil || !errors.Is(f.err, errBody) {
 		t.Errorf("failed body: durable %v, err %v; want nil and %v", f.durable != nil, f.err, errBody)
+	}
+}
+
+func openBatchStore(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "fhirgate.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// insertReplay is a batch body that inserts a replay key.
+func insertReplay(s *Store, key string) func(context.Context, *sql.Tx) error {
+	return func(ctx context.Context, tx *sql.Tx) error {
+		_, err := s.wexec(ctx, tx, `INSERT INTO replays (key, expires_at) VALUES (?, 0)`, key)
+		return err
 	}
 }

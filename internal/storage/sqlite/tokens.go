@@ -137,11 +137,9 @@ func scanRefreshGrant(sc scanner) (*storage.RefreshToken, *storage.TokenFamily, 
 	return &t, &f, nil
 }
 
-// refreshGrantUserQuery is refreshGrantQuery with the token's user, whose
-// columns are empty when there is none (has_user 0).
-var refreshGrantUserQuery = `SELECT ` + qualified("r", refreshCols) + `, ` + qualified("f", familyCols) + `,
-	u.id IS NOT NULL, COALESCE(u.id, ''), COALESCE(u.username, ''), COALESCE(u.password_hash, ''),
-	COALESCE(u.role, ''), COALESCE(u.fhir_user, ''), u.created_at, COALESCE(u.failed_logins, 0), u.locked_until
+// refreshGrantUserQuery is refreshGrantQuery with the token's user.
+var refreshGrantUserQuery = `SELECT ` + qualified("r", refreshCols) + `, ` + qualified("f", familyCols) + `, ` +
+	storage.OptionalUserColumns("u") + `
 	FROM refresh_tokens r JOIN token_families f ON f.id = r.family_id LEFT JOIN users u ON u.id = r.user_id
 	WHERE r.hash = ?`
 
@@ -149,23 +147,16 @@ var refreshGrantUserQuery = `SELECT ` + qualified("r", refreshCols) + `, ` + qua
 // and its user, in one read.
 func (s *Store) GetRefreshGrant(ctx context.Context, hash []byte) (*storage.RefreshToken, *storage.TokenFamily, *storage.User, error) {
 	var (
-		t       storage.RefreshToken
-		f       storage.TokenFamily
-		u       storage.User
-		role    string
-		hasUser bool
+		t storage.RefreshToken
+		f storage.TokenFamily
+		u storage.OptionalUser
 	)
 	dest := append(refreshDest(&t), familyDest(&f)...)
-	dest = append(dest, &hasUser, &u.ID, &u.Username, &u.PasswordHash, &role, &u.FHIRUser,
-		ts(&u.CreatedAt), &u.FailedLogins, ts(&u.LockedUntil))
+	dest = append(dest, u.Dest(func(p *time.Time) any { return ts(p) })...)
 	if err := s.rrow(ctx, refreshGrantUserQuery, hash).Scan(dest...); err != nil {
 		return nil, nil, nil, wrap("get refresh grant", err)
 	}
-	if !hasUser {
-		return &t, &f, nil, nil
-	}
-	u.Role = storage.Role(role)
-	return &t, &f, &u, nil
+	return &t, &f, u.User(), nil
 }
 
 func (s *Store) insertRefresh(ctx context.Context, tx *sql.Tx, t *storage.RefreshToken) error {
