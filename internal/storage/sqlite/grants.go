@@ -174,10 +174,11 @@ func (s *Store) ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time)
 // see writeBatcher), reads the code's user in the same transaction, then
 // runs exchange and inserts its family and refresh token before committing.
 // A successful redemption returns as the commit starts (txBatchedEarly), so
-// the caller can sign its tokens meanwhile; durable waits for the commit. If the UPDATE matched
-// nothing, a read in the same transaction says why: a used code is
-// ErrAlreadyUsed (checked before expiry, so replay is always reported); an
-// expired code is ErrExpired and stays unused. Both return the code.
+// the caller can sign its tokens meanwhile; durable waits for the commit.
+// If the UPDATE matched nothing, a read in the same transaction says why: a
+// used code is ErrAlreadyUsed (checked before expiry, so replay is always
+// reported); an expired code is ErrExpired and stays unused. Both return
+// the code.
 func (s *Store) RedeemAuthCode(ctx context.Context, hash []byte, now time.Time, exchange func(*storage.AuthCode, *storage.User) (*storage.Redemption, error)) (*storage.AuthCode, func() error, error) {
 	var code *storage.AuthCode
 	body := func(ctx context.Context, tx *sql.Tx) error {
@@ -230,7 +231,8 @@ func (s *Store) RedeemAuthCode(ctx context.Context, hash []byte, now time.Time, 
 		return nil
 	}
 	if exchange == nil {
-		return code, nil, s.txBatched(ctx, "consume auth code", body)
+		err := s.txBatched(ctx, "consume auth code", body)
+		return code, nil, err
 	}
 	durable, err := s.txBatchedEarly(ctx, "redeem auth code", body)
 	return code, durable, err
