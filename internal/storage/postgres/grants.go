@@ -160,9 +160,8 @@ func (s *Store) ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time)
 }
 
 // RedeemAuthCode reads the code with its user and runs exchange outside any
-// transaction,
-// then consumes the code and writes what exchange returned in one
-// statement: one round trip and one commit, where a transaction around
+// transaction, then consumes the code and writes what exchange returned in
+// one statement: one round trip and one commit, where a transaction around
 // separate statements took four round trips while holding a pooled
 // connection. The statement's conditional UPDATE decides who redeems the
 // code (its row lock serialises concurrent redeemers, and a redeemer that
