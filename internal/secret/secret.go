@@ -27,8 +27,18 @@ func New(n int) string {
 // Token returns a new 256-bit URL-safe secret.
 func Token() string { return New(Bytes) }
 
-// ID returns a new 128-bit URL-safe identifier (not a secret, but unguessable).
-func ID() string { return New(16) }
+// ID returns a new 128-bit URL-safe identifier (not a secret, but
+// unguessable) that never starts with '-': operators pass client, user,
+// admin-token and anomaly IDs to the CLI as arguments, where a leading '-'
+// reads as a flag. An ID that would start with it is drawn again, so the
+// others stay equally likely.
+func ID() string {
+	for {
+		if id := New(16); id[0] != '-' {
+			return id
+		}
+	}
+}
 
 // sortedEncoding is URL-safe base64 with its alphabet in ASCII order, so
 // that encoded strings of equal length sort as the bytes they encode.

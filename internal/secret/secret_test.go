@@ -84,3 +84,23 @@ func TestTimedToken(t *testing.T) {
 		}
 	}
 }
+
+// TestIDNeverStartsWithDash: a command line would read such an ID as a
+// flag. One in 64 plain base64url IDs starts with '-', so 20,000 of them
+// without one is no accident.
+func TestIDNeverStartsWithDash(t *testing.T) {
+	seen := map[byte]bool{}
+	for range 20000 {
+		id := ID()
+		if id[0] == '-' {
+			t.Fatalf("ID %q starts with '-'", id)
+		}
+		if len(id) != 22 {
+			t.Fatalf("ID %q: length %d, want 22", id, len(id))
+		}
+		seen[id[0]] = true
+	}
+	if len(seen) != 63 {
+		t.Errorf("IDs start with %d different characters, want the other 63", len(seen))
+	}
+}
