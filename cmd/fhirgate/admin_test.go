@@ -97,6 +97,12 @@ func TestAdminTokenAndAnomaliesCommands(t *testing.T) {
 		t.Fatalf("anomaly still listed after clear: %v", left)
 	}
 	// Revoking the token locks it out at once.
+	// An ID from before generated IDs avoided a leading '-' goes after "--"
+	// (README, CLI reference): it is then looked up, not read as a flag.
+	if r := cli(t, vars, "", "admin", "token", "revoke", "--data-dir", dir, "--", "-no-such-token"); r.code == 0 ||
+		!strings.Contains(r.stderr, "not found") {
+		t.Fatalf("revoke -- -no-such-token: %+v", r)
+	}
 	mustCLI(t, "admin", "token", "revoke", "--data-dir", dir, list[0]["id"])
 	if c := adminGet(t, "http://"+admin+"/metrics", tok); c != 401 {
 		t.Fatalf("revoked admin token: %d", c)
