@@ -31,7 +31,9 @@ import (
 // then compares capacities: each mode's best rate over the round's
 // connection counts, against audit off's best. FHIRGATE_WRK_CONNS (a comma
 // list, default 64,256) and FHIRGATE_WRK_ROUNDS (default 3) change the
-// sweep.
+// sweep. Each run also logs the server's CPU per request and how busy it
+// kept the machine; FHIRGATE_WRK_CPUPROFILE_DIR=DIR writes a CPU profile of
+// each run there.
 func TestGatewayAuditWithWrk(t *testing.T) {
 	secs, _ := strconv.Atoi(os.Getenv("FHIRGATE_WRK_SECONDS"))
 	if secs <= 0 {
