@@ -77,22 +77,85 @@ func benchSchemaDSN(b *testing.B, dsn string) string {
 	return dsn + sep + "search_path=" + schema
 }
 
-func benchmarkTokenHTTP(b *testing.B, label string, overrides map[string]string) {
-	ts := startServer(b, overrides)
+// tokenBench is a server with a patient user and a public client to drive
+// /token with, and a bare handler that only signs one ES256 JWT per request.
+type tokenBench struct {
+	ts     *testServer
+	user   *storage.User
+	client *storage.Client
+	bare   *httptest.Server
+}
+
+// benchRedirect is the bench client's registered redirect URI.
+const benchRedirect = "http://127.0.0.1/cb"
+
+func newTokenBench(t testing.TB, overrides map[string]string) *tokenBench {
+	ts := startServer(t, overrides)
 	ctx := context.Background()
 	store := ts.app.Store()
 	user, err := CreateUser(ctx, store, NewUser{Username: "bench", Password: "bench-password", Role: storage.RolePatient, FHIRUser: "Patient/1"}, fastPW, time.Now())
 	if err != nil {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
-	const redirect = "http://127.0.0.1/cb"
 	client, _, err := CreateClient(ctx, store, clientreg.Metadata{
-		ClientName: "bench", RedirectURIs: []string{redirect}, TokenEndpointAuthMethod: "none",
+		ClientName: "bench", RedirectURIs: []string{benchRedirect}, TokenEndpointAuthMethod: "none",
 		Scope: "openid fhirUser launch/patient offline_access patient/*.rs",
 	}, time.Now())
 	if err != nil {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
+	signer := ts.app.Keys()
+	bare := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		now := time.Now()
+		tok, err := signer.Sign("ES256", "at+jwt", map[string]any{
+			"iss": ts.app.Issuer(), "sub": user.ID, "aud": ts.app.FHIRBase(), "client_id": client.ID,
+			"scope": "patient/*.rs", "jti": secret.ID(), "iat": now.Unix(), "exp": now.Add(15 * time.Minute).Unix(),
+		})
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"access_token": tok, "token_type": "Bearer", "expires_in": 900})
+	}))
+	t.Cleanup(bare.Close)
+	return &tokenBench{ts: ts, user: user, client: client, bare: bare}
+}
+
+// codes stores n authorization codes for the bench client and user, with
+// scope, and returns them with their PKCE verifier.
+func (tb *tokenBench) codes(t testing.TB, n int, scope string) (codes []string, verifier string) {
+	ctx := context.Background()
+	verifier = secret.Token() + "-verifier"
+	sum := sha256.Sum256([]byte(verifier))
+	challenge := base64.RawURLEncoding.EncodeToString(sum[:])
+	codes = make([]string, n)
+	now := time.Now()
+	for i := range codes {
+		codes[i] = secret.Token()
+		if err := tb.ts.app.Store().CreateAuthCode(ctx, &storage.AuthCode{
+			Hash: storage.HashSecret(codes[i]), ClientID: tb.client.ID, RedirectURI: benchRedirect,
+			CodeChallenge: challenge, Scope: scope, UserID: tb.user.ID, AuthTime: now,
+			Context:  storage.LaunchContext{Patient: "1", NeedPatientBanner: true},
+			FamilyID: secret.TimeID(time.Now()), CreatedAt: now, ExpiresAt: now.Add(time.Hour),
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return codes, verifier
+}
+
+// exchangeForm is the form of the code exchange of code.
+func (tb *tokenBench) exchangeForm(code, verifier string) url.Values {
+	return url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {benchRedirect},
+		"client_id": {tb.client.ID}, "code_verifier": {verifier}}
+}
+
+func benchmarkTokenHTTP(b *testing.B, label string, overrides map[string]string) {
+	tb := newTokenBench(b, overrides)
+	ts, user, client := tb.ts, tb.user, tb.client
+	ctx := context.Background()
+	store := ts.app.Store()
 	httpClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
 	defer httpClient.CloseIdleConnections() // before the server's shutdown
 
@@ -104,27 +167,12 @@ func benchmarkTokenHTTP(b *testing.B, label string, overrides map[string]string)
 		name := fmt.Sprintf("%s/c%d", label, clients)
 		parallelism := max(1, clients/runtime.GOMAXPROCS(0))
 		b.Run(name+"/bare-es256", func(b *testing.B) {
-			signer := ts.app.Keys()
-			bare := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				now := time.Now()
-				tok, err := signer.Sign("ES256", "at+jwt", map[string]any{
-					"iss": ts.app.Issuer(), "sub": user.ID, "aud": ts.app.FHIRBase(), "client_id": client.ID,
-					"scope": "patient/*.rs", "jti": secret.ID(), "iat": now.Unix(), "exp": now.Add(15 * time.Minute).Unix(),
-				})
-				if err != nil {
-					http.Error(w, err.Error(), 500)
-					return
-				}
-				w.Header().Set("Content-Type", "application/json")
-				_ = json.NewEncoder(w).Encode(map[string]any{"access_token": tok, "token_type": "Bearer", "expires_in": 900})
-			}))
-			defer bare.Close()
 			b.SetParallelism(parallelism)
 			b.ResetTimer()
 			meter := startCPUMeter(b)
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					post(b, httpClient, bare.URL, url.Values{"grant_type": {"authorization_code"}})
+					post(b, httpClient, tb.bare.URL, url.Values{"grant_type": {"authorization_code"}})
 				}
 			})
 			reportRate(b)
@@ -194,25 +242,9 @@ func benchmarkTokenHTTP(b *testing.B, label string, overrides map[string]string)
 			{"code-exchange-rs256-id-token", "openid fhirUser launch/patient patient/*.rs"},
 		} {
 			b.Run(name+"/"+tc.name, func(b *testing.B) {
-				verifier := secret.Token() + "-verifier"
-				sum := sha256.Sum256([]byte(verifier))
-				challenge := base64.RawURLEncoding.EncodeToString(sum[:])
-				codes := make([]string, b.N)
-				now := time.Now()
-				for i := range codes {
-					codes[i] = secret.Token()
-					if err := store.CreateAuthCode(ctx, &storage.AuthCode{
-						Hash: storage.HashSecret(codes[i]), ClientID: client.ID, RedirectURI: redirect,
-						CodeChallenge: challenge, Scope: tc.scope, UserID: user.ID, AuthTime: now,
-						Context:  storage.LaunchContext{Patient: "1", NeedPatientBanner: true},
-						FamilyID: secret.TimeID(time.Now()), CreatedAt: now, ExpiresAt: now.Add(time.Hour),
-					}); err != nil {
-						b.Fatal(err)
-					}
-				}
+				codes, verifier := tb.codes(b, b.N, tc.scope)
 				postEach(b, httpClient, ts.app.Issuer()+"/token", parallelism, `"access_token"`, func(i int) url.Values {
-					return url.Values{"grant_type": {"authorization_code"}, "code": {codes[i]}, "redirect_uri": {redirect},
-						"client_id": {client.ID}, "code_verifier": {verifier}}
+					return tb.exchangeForm(codes[i], verifier)
 				})
 			})
 		}

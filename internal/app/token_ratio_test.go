@@ -1,0 +1,135 @@
+package app
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestTokenExchangeRatio measures what BenchmarkTokenHTTP measures for the
+// code exchange, the goal of issue 2 (at least half the throughput of a
+// bare handler that only signs one ES256 JWT), in a way a drifting shared
+// machine disturbs less: short slices of bare requests and of code
+// exchanges alternate, each exchange slice is compared with the mean of
+// the bare slices on either side of it, and the median of those ratios is
+// logged with their range. It runs only when asked:
+//
+//	FHIRGATE_TOKEN_RATIO_SLICES=8 go test -run=TestTokenExchangeRatio -v -timeout=30m ./internal/app/
+//
+// FHIRGATE_TOKEN_RATIO_CLIENTS (a comma list, default 32,128) sets the
+// concurrent clients, FHIRGATE_TOKEN_RATIO_REQUESTS (default 2000) the
+// requests per slice. The durable audit trail and store are on, as by
+// default.
+func TestTokenExchangeRatio(t *testing.T) {
+	slicesN, _ := strconv.Atoi(os.Getenv("FHIRGATE_TOKEN_RATIO_SLICES"))
+	if slicesN <= 0 {
+		t.Skip("set FHIRGATE_TOKEN_RATIO_SLICES to measure the code exchange against bare signing")
+	}
+	perSlice := 2000
+	if v := os.Getenv("FHIRGATE_TOKEN_RATIO_REQUESTS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			t.Fatalf("FHIRGATE_TOKEN_RATIO_REQUESTS: %q is not a positive count", v)
+		}
+		perSlice = n
+	}
+	clientCounts := []int{32, 128}
+	if v := os.Getenv("FHIRGATE_TOKEN_RATIO_CLIENTS"); v != "" {
+		clientCounts = nil
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n <= 0 {
+				t.Fatalf("FHIRGATE_TOKEN_RATIO_CLIENTS: %q is not a client count", f)
+			}
+			clientCounts = append(clientCounts, n)
+		}
+	}
+	tb := newTokenBench(t, map[string]string{"ratelimit.token_per_ip": "off"})
+	httpClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	t.Cleanup(httpClient.CloseIdleConnections) // runs before the server's shutdown
+	tokenURL := tb.ts.app.Issuer() + "/token"
+	for _, clients := range clientCounts {
+		codes, verifier := tb.codes(t, slicesN*perSlice, "launch/patient patient/*.rs")
+		bareForm := url.Values{"grant_type": {"authorization_code"}}
+		bare := func() float64 {
+			return runSlice(t, httpClient, clients, perSlice, func(int) (string, url.Values) { return tb.bare.URL, bareForm })
+		}
+		var ratios []float64
+		before := bare()
+		for s := range slicesN {
+			offset := s * perSlice
+			exchange := runSlice(t, httpClient, clients, perSlice, func(i int) (string, url.Values) {
+				return tokenURL, tb.exchangeForm(codes[offset+i], verifier)
+			})
+			after := bare()
+			ratio := exchange / ((before + after) / 2)
+			ratios = append(ratios, ratio)
+			t.Logf("c%d slice %d: bare %.0f and %.0f req/s, code exchange %.0f req/s, ratio %.3f", clients, s+1, before, after, exchange, ratio)
+			before = after
+		}
+		slices.Sort(ratios)
+		t.Logf("c%d: code exchange / bare ES256 over %d slices of %d requests: median %.3f, range %.3f-%.3f",
+			clients, slicesN, perSlice, median(ratios), ratios[0], ratios[len(ratios)-1])
+	}
+}
+
+// runSlice sends n form POSTs over httpClient from clients goroutines, the i-th to the URL
+// and form that req(i) returns, each of which must be answered 200, and
+// returns the requests per second.
+func runSlice(t *testing.T, httpClient *http.Client, clients, n int, req func(i int) (string, url.Values)) float64 {
+	t.Helper()
+	var (
+		next     atomic.Int64
+		wg       sync.WaitGroup
+		failures atomic.Int64
+		firstErr atomic.Value
+	)
+	start := time.Now()
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				u, form := req(i)
+				resp, err := httpClient.PostForm(u, form)
+				if err == nil {
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				if err != nil {
+					failures.Add(1)
+					firstErr.CompareAndSwap(nil, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if f := failures.Load(); f > 0 {
+		t.Fatalf("%d of %d requests failed, the first: %v", f, n, firstErr.Load())
+	}
+	return float64(n) / elapsed.Seconds()
+}
+
+// median of sorted values.
+func median(sorted []float64) float64 {
+	m := len(sorted) / 2
+	if len(sorted)%2 == 1 {
+		return sorted[m]
+	}
+	return (sorted[m-1] + sorted[m]) / 2
+}
