@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -25,7 +26,7 @@ import (
 //	FHIRGATE_TOKEN_RATIO_SLICES=8 go test -run=TestTokenExchangeRatio -v -timeout=30m ./internal/app/
 //
 // FHIRGATE_TOKEN_RATIO_CLIENTS (a comma list, default 32,128) sets the
-// concurrent clients, FHIRGATE_TOKEN_RATIO_REQUESTS (default 2000) the
+// concurrent clients, FHIRGATE_TOKEN_RATIO_REQUESTS (default 5000) the
 // requests per slice. The durable audit trail and store are on, as by
 // default.
 func TestTokenExchangeRatio(t *testing.T) {
@@ -33,7 +34,7 @@ func TestTokenExchangeRatio(t *testing.T) {
 	if slicesN <= 0 {
 		t.Skip("set FHIRGATE_TOKEN_RATIO_SLICES to measure the code exchange against bare signing")
 	}
-	perSlice := 2000
+	perSlice := 5000
 	if v := os.Getenv("FHIRGATE_TOKEN_RATIO_REQUESTS"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n <= 0 {
@@ -63,6 +64,7 @@ func TestTokenExchangeRatio(t *testing.T) {
 			return runSlice(t, httpClient, clients, perSlice, func(int) (string, url.Values) { return tb.bare.URL, bareForm })
 		}
 		var ratios []float64
+		bare() // warms up the connections and the scheduler
 		before := bare()
 		for s := range slicesN {
 			offset := s * perSlice
@@ -105,8 +107,10 @@ func runSlice(t *testing.T, httpClient *http.Client, clients, n int, req func(i 
 				u, form := req(i)
 				resp, err := httpClient.PostForm(u, form)
 				if err == nil {
+					// Read to the end, so the connection is reused.
+					_, err = io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
-					if resp.StatusCode != http.StatusOK {
+					if err == nil && resp.StatusCode != http.StatusOK {
 						err = fmt.Errorf("status %d", resp.StatusCode)
 					}
 				}
