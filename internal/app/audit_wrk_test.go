@@ -10,7 +10,6 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -104,12 +103,12 @@ func wrkGatewayRead(t *testing.T, wrk, upstream, sink string, conns, secs int) f
 	if err != nil {
 		t.Fatal(err)
 	}
-	cpu0, wall0 := processCPUNow(t), time.Now()
+	cpu0, wall0 := processCPU(t), time.Now()
 	stopProfile := startWrkProfile(t, fmt.Sprintf("%s-c%d", sink, conns))
 	out, err := exec.Command(wrk, "-t2", "-c"+strconv.Itoa(conns), "-d"+strconv.Itoa(secs)+"s", "--timeout", "10s",
 		"-H", "Authorization: Bearer "+tok, srv.app.FHIRBase()+"/Observation/obs-001-01").CombinedOutput()
 	stopProfile()
-	cpu, wall := processCPUNow(t)-cpu0, time.Since(wall0)
+	cpu, wall := processCPU(t)-cpu0, time.Since(wall0)
 	if err != nil {
 		t.Fatalf("wrk: %v\n%s", err, out)
 	}
@@ -128,15 +127,6 @@ func wrkGatewayRead(t *testing.T, wrk, upstream, sink string, conns, secs int) f
 		t.Logf("server CPU %.0f µs/request, %.0f%% busy", cpu.Seconds()*1e6/(rate*wall.Seconds()), 100*cpu.Seconds()/wall.Seconds())
 	}
 	return rate
-}
-
-// processCPUNow is the process's user and system CPU time so far.
-func processCPUNow(t *testing.T) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		t.Fatalf("getrusage: %v", err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // startWrkProfile writes a CPU profile of one wrk run to

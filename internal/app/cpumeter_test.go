@@ -19,7 +19,8 @@ type cpuMeter struct {
 	profile *os.File
 }
 
-func processCPU(b *testing.B) time.Duration {
+// processCPU is the process's user and system CPU time so far.
+func processCPU(b testing.TB) time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		b.Fatalf("getrusage: %v", err)
