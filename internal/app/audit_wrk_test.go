@@ -34,7 +34,7 @@ import (
 // kept the machine; FHIRGATE_WRK_CPUPROFILE_DIR=DIR writes a CPU profile of
 // each run there.
 func TestGatewayAuditWithWrk(t *testing.T) {
-	secs, _ := strconv.Atoi(os.Getenv("FHIRGATE_WRK_SECONDS"))
+	secs := envCount(t, "FHIRGATE_WRK_SECONDS", 0)
 	if secs <= 0 {
 		t.Skip("set FHIRGATE_WRK_SECONDS to measure gateway audit with wrk")
 	}
@@ -42,23 +42,8 @@ func TestGatewayAuditWithWrk(t *testing.T) {
 	if err != nil {
 		t.Skip("wrk is not installed (apt-get install wrk)")
 	}
-	connCounts := []int{64, 256}
-	if v := os.Getenv("FHIRGATE_WRK_CONNS"); v != "" {
-		connCounts = nil
-		for _, f := range strings.Split(v, ",") {
-			n, err := strconv.Atoi(strings.TrimSpace(f))
-			if err != nil || n <= 0 {
-				t.Fatalf("FHIRGATE_WRK_CONNS: %q is not a connection count", f)
-			}
-			connCounts = append(connCounts, n)
-		}
-	}
-	rounds := 3
-	if v := os.Getenv("FHIRGATE_WRK_ROUNDS"); v != "" {
-		if rounds, err = strconv.Atoi(v); err != nil || rounds <= 0 {
-			t.Fatalf("FHIRGATE_WRK_ROUNDS: %q is not a positive count", v)
-		}
-	}
+	connCounts := envCounts(t, "FHIRGATE_WRK_CONNS", []int{64, 256})
+	rounds := envCount(t, "FHIRGATE_WRK_ROUNDS", 3)
 	ehrURL := startDemoEHR(t)
 	modes := []struct{ name, sink string }{{"audit-off", "log"}, {"audit-sync-sqlite", "store"}, {"audit-sync-file", "file"}}
 	for round := 1; round <= rounds; round++ {

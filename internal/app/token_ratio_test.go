@@ -30,29 +30,12 @@ import (
 // requests per slice. The durable audit trail and store are on, as by
 // default.
 func TestTokenExchangeRatio(t *testing.T) {
-	slicesN, _ := strconv.Atoi(os.Getenv("FHIRGATE_TOKEN_RATIO_SLICES"))
+	slicesN := envCount(t, "FHIRGATE_TOKEN_RATIO_SLICES", 0)
 	if slicesN <= 0 {
 		t.Skip("set FHIRGATE_TOKEN_RATIO_SLICES to measure the code exchange against bare signing")
 	}
-	perSlice := 5000
-	if v := os.Getenv("FHIRGATE_TOKEN_RATIO_REQUESTS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			t.Fatalf("FHIRGATE_TOKEN_RATIO_REQUESTS: %q is not a positive count", v)
-		}
-		perSlice = n
-	}
-	clientCounts := []int{32, 128}
-	if v := os.Getenv("FHIRGATE_TOKEN_RATIO_CLIENTS"); v != "" {
-		clientCounts = nil
-		for _, f := range strings.Split(v, ",") {
-			n, err := strconv.Atoi(strings.TrimSpace(f))
-			if err != nil || n <= 0 {
-				t.Fatalf("FHIRGATE_TOKEN_RATIO_CLIENTS: %q is not a client count", f)
-			}
-			clientCounts = append(clientCounts, n)
-		}
-	}
+	perSlice := envCount(t, "FHIRGATE_TOKEN_RATIO_REQUESTS", 5000)
+	clientCounts := envCounts(t, "FHIRGATE_TOKEN_RATIO_CLIENTS", []int{32, 128})
 	tb := newTokenBench(t, map[string]string{"ratelimit.token_per_ip": "off"})
 	httpClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
 	t.Cleanup(httpClient.CloseIdleConnections) // runs before the server's shutdown
@@ -91,8 +74,9 @@ func runSlice(t *testing.T, httpClient *http.Client, clients, n int, req func(i 
 	var (
 		next     atomic.Int64
 		wg       sync.WaitGroup
-		failures atomic.Int64
-		firstErr atomic.Value
+		mu       sync.Mutex
+		failures int
+		firstErr error // errors of any type: an atomic.Value would panic on a second type
 	)
 	start := time.Now()
 	for range clients {
@@ -115,16 +99,20 @@ func runSlice(t *testing.T, httpClient *http.Client, clients, n int, req func(i 
 					}
 				}
 				if err != nil {
-					failures.Add(1)
-					firstErr.CompareAndSwap(nil, err)
+					mu.Lock()
+					failures++
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
 				}
 			}
 		}()
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	if f := failures.Load(); f > 0 {
-		t.Fatalf("%d of %d requests failed, the first: %v", f, n, firstErr.Load())
+	if failures > 0 {
+		t.Fatalf("%d of %d requests failed, the first: %v", failures, n, firstErr)
 	}
 	return float64(n) / elapsed.Seconds()
 }
@@ -136,4 +124,37 @@ func median(sorted []float64) float64 {
 		return sorted[m]
 	}
 	return (sorted[m-1] + sorted[m]) / 2
+}
+
+// envCount is the positive count in the environment variable name, or def
+// when it is unset; anything else fails t.
+func envCount(t *testing.T, name string, def int) int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n <= 0 {
+		t.Fatalf("%s: %q is not a positive count", name, v)
+	}
+	return n
+}
+
+// envCounts is the comma list of positive counts in name, or def.
+func envCounts(t *testing.T, name string, def []int) []int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			t.Fatalf("%s: %q is not a positive count", name, f)
+		}
+		out = append(out, n)
+	}
+	return out
 }
