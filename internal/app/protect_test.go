@@ -301,9 +301,11 @@ func waitUntil(t *testing.T, cond func() bool) {
 }
 
 func TestReadyzChecksUpstream(t *testing.T) {
-	dead := httptest.NewServer(http.NotFoundHandler())
-	deadURL := dead.URL
-	dead.Close()
+	// The readiness check dials the upstream. Port 1 is privileged and
+	// outside the ephemeral range, so no test listener can take it; a
+	// closed test server's port could be handed to the next listener (the
+	// live one, or the app's), which once made this check pass.
+	deadURL := "http://127.0.0.1:1"
 	live := httptest.NewServer(http.NotFoundHandler())
 	defer live.Close()
 	for _, tc := range []struct {
