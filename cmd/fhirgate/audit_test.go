@@ -48,7 +48,7 @@ func TestAuditVerifyAndExport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Exec("DELETE FROM audit_events WHERE seq = 2"); err != nil {
+	if _, err := db.Exec("DELETE FROM audit_records WHERE id & 0xFFFFFFFFFFF = 2"); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()

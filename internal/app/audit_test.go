@@ -90,7 +90,7 @@ func TestAuditTamperDetected(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := db.Exec("UPDATE audit_events SET client_id = 'someone-else' WHERE node = 'node-a' AND seq = 2"); err != nil {
+	if _, err := db.Exec("UPDATE audit_records SET client_id = 'someone-else' WHERE node = 'node-a' AND id & 0xFFFFFFFFFFF = 2"); err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer

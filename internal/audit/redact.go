@@ -40,12 +40,14 @@ func clean(s string) string {
 	if s == "" {
 		return s
 	}
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, strings.ToValidUTF8(s, "\uFFFD"))
+	if !printableASCII(s) {
+		s = strings.Map(func(r rune) rune {
+			if r < 0x20 || r == 0x7f {
+				return ' '
+			}
+			return r
+		}, strings.ToValidUTF8(s, "\uFFFD"))
+	}
 	if mayHoldCredential(s) {
 		s = secretParam.ReplaceAllString(s, "$1=[redacted]")
 		s = credential.ReplaceAllString(s, "[redacted]")
@@ -58,6 +60,18 @@ func clean(s string) string {
 		s = s[:cut]
 	}
 	return s
+}
+
+// printableASCII reports whether s holds only printable ASCII, which needs
+// no UTF-8 repair and has no control characters (the common case, checked
+// without decoding runes).
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // mayHoldCredential is a cheap pre-check: text without "eyJ", "=" or an

@@ -3,6 +3,7 @@ package audit
 import (
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestRedactRemovesCredentials(t *testing.T) {
@@ -40,4 +41,26 @@ func TestRedactBoundsAndControls(t *testing.T) {
 	if strings.ContainsAny(got.UserAgent, "\r\n\x00") {
 		t.Fatalf("control characters kept: %q", got.UserAgent)
 	}
+}
+
+// Every cleaned field is valid UTF-8 without control characters (DEL
+// included) and within MaxFieldLen, whatever the input.
+func FuzzRedactField(f *testing.F) {
+	for _, s := range []string{"plain text", "a\x7fb", "bad \xff utf8", "tab\there", "Bearer abcdefghijk", "é\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got := Redact(Event{Reason: s}).Reason
+		if !utf8.ValidString(got) || len(got) > MaxFieldLen {
+			t.Fatalf("Redact(%q) = %q", s, got)
+		}
+		for _, r := range got {
+			if r < 0x20 || r == 0x7f {
+				t.Fatalf("Redact(%q) = %q keeps a control character", s, got)
+			}
+		}
+		if printableASCII(s) && !mayHoldCredential(s) && len(s) <= MaxFieldLen && got != s {
+			t.Fatalf("Redact changed ordinary text %q into %q", s, got)
+		}
+	})
 }

@@ -14,8 +14,8 @@ import (
 
 // AdoptSQLite moves an audit trail that an earlier version kept in the
 // main store's file (legacyPath) into its own file (path), before path is
-// first opened: it copies every event and checkpoint unchanged, in one
-// transaction, so the chains verify as before. It does nothing when path
+// first opened: it copies every event (into the current row layout) and
+// checkpoint unchanged, in one transaction, so the chains verify as before. It does nothing when path
 // already exists or legacyPath holds no audit events, and reports how many
 // events it copied. The legacy tables are left in place, unread.
 func AdoptSQLite(ctx context.Context, legacyPath, path string) (int64, error) {
@@ -49,11 +49,10 @@ func AdoptSQLite(ctx context.Context, legacyPath, path string) (int64, error) {
 		return 0, errf("sqlite", "adopt", err)
 	}
 	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, "INSERT INTO main.audit_events ("+columnList+") SELECT "+columnList+" FROM legacy.audit_events ORDER BY node, seq")
+	copied, err := convertV1(ctx, tx, "legacy", false)
 	if err != nil {
-		return 0, errf("sqlite", "adopt: copy events", err)
+		return 0, fmt.Errorf("audit sqlite: adopt: %w", err)
 	}
-	copied, _ := res.RowsAffected()
 	if _, err := tx.ExecContext(ctx, "INSERT INTO main.audit_checkpoints (node, seq, hash, time_us, signature) SELECT node, seq, hash, time_us, signature FROM legacy.audit_checkpoints"); err != nil {
 		return 0, errf("sqlite", "adopt: copy checkpoints", err)
 	}

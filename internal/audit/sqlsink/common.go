@@ -5,7 +5,9 @@
 // PostgreSQL (OpenPostgres, pgx v5, batches written with COPY in one
 // transaction). Both create their tables with idempotent DDL when opened.
 //
-// Each entry is one row of audit_events, unique on (node, seq); checkpoints
+// On PostgreSQL each entry is one row of audit_events with a column per
+// field, unique on (node, seq); SQLite keeps the lighter layout of
+// audit_records (see record.go), which costs less to insert. Checkpoints
 // are rows of audit_checkpoints. Times are stored as integer unix
 // microseconds (UTC) so both dialects share one encoding.
 package sqlsink
@@ -20,7 +22,8 @@ import (
 	"github.com/fhirgate/fhirgate/internal/audit/chain"
 )
 
-// columns of audit_events in insert and select order.
+// columns of audit_events in insert and select order (PostgreSQL, and the
+// first SQLite layout).
 var columns = []string{
 	"node", "seq", "prev", "hash", "time_us", "action", "outcome", "reason",
 	"user_id", "fhir_user", "client_id", "source_ip", "user_agent", "patient", "scope",
@@ -65,8 +68,9 @@ func scanEntry(sc scanner) (chain.Entry, error) {
 }
 
 // where builds the WHERE clause and arguments for f; ph returns the n-th
-// (1-based) placeholder of the dialect.
-func where(f chain.Filter, ph func(n int) string) (string, []any, error) {
+// (1-based) placeholder of the dialect and seq is the SQL expression of an
+// entry's sequence number.
+func where(f chain.Filter, ph func(n int) string, seq string) (string, []any, error) {
 	var conds []string
 	var args []any
 	add := func(cond string, vals ...any) {
@@ -108,7 +112,7 @@ func where(f chain.Filter, ph func(n int) string) (string, []any, error) {
 		if err != nil {
 			return "", nil, err
 		}
-		add("(time_us > ? OR (time_us = ? AND (node > ? OR (node = ? AND seq > ?))))",
+		add("(time_us > ? OR (time_us = ? AND (node > ? OR (node = ? AND "+seq+" > ?))))",
 			c.Micros, c.Micros, c.Node, c.Node, int64(c.Seq))
 	}
 	if len(conds) == 0 {
@@ -118,7 +122,7 @@ func where(f chain.Filter, ph func(n int) string) (string, []any, error) {
 }
 
 func querySQL(f chain.Filter, ph func(int) string) (string, []any, error) {
-	w, args, err := where(f, ph)
+	w, args, err := where(f, ph, "seq")
 	if err != nil {
 		return "", nil, err
 	}

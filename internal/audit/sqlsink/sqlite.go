@@ -6,45 +6,40 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strconv"
+	"sync"
 	"time"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
+	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/audit/chain"
 	"github.com/fhirgate/fhirgate/internal/sqlitefile"
 )
 
+// sqliteDDL creates the tables of the SQLite sink (see record.go for the
+// row layout).
 const sqliteDDL = `
-CREATE TABLE IF NOT EXISTS audit_events (
-	id               INTEGER PRIMARY KEY,
-	node             TEXT    NOT NULL,
-	seq              INTEGER NOT NULL,
-	prev             BLOB    NOT NULL,
-	hash             BLOB    NOT NULL,
-	time_us          INTEGER NOT NULL,
-	action           TEXT    NOT NULL,
-	outcome          TEXT    NOT NULL,
-	reason           TEXT    NOT NULL,
-	user_id          TEXT    NOT NULL,
-	fhir_user        TEXT    NOT NULL,
-	client_id        TEXT    NOT NULL,
-	source_ip        TEXT    NOT NULL,
-	user_agent       TEXT    NOT NULL,
-	patient          TEXT    NOT NULL,
-	scope            TEXT    NOT NULL,
-	token_id         TEXT    NOT NULL,
-	request_id       TEXT    NOT NULL,
-	interaction      TEXT    NOT NULL,
-	resource_type    TEXT    NOT NULL,
-	resource_id      TEXT    NOT NULL,
-	entries_filtered INTEGER NOT NULL,
-	allowed_by       TEXT    NOT NULL,
-	binding          TEXT    NOT NULL,
-	UNIQUE (node, seq)
+CREATE TABLE IF NOT EXISTS audit_nodes (
+	node_no INTEGER PRIMARY KEY,
+	node    TEXT NOT NULL UNIQUE
 );
-CREATE INDEX IF NOT EXISTS audit_events_time ON audit_events (time_us, node, seq);
-CREATE INDEX IF NOT EXISTS audit_events_patient ON audit_events (patient, time_us) WHERE patient <> '';
+CREATE TABLE IF NOT EXISTS audit_records (
+	id        INTEGER PRIMARY KEY, -- node_no << 44 | seq
+	node      TEXT    NOT NULL,
+	time_us   INTEGER NOT NULL,
+	action    TEXT    NOT NULL,
+	outcome   TEXT    NOT NULL,
+	user_id   TEXT    NOT NULL,
+	fhir_user TEXT    NOT NULL,
+	client_id TEXT    NOT NULL,
+	patient   TEXT    NOT NULL,
+	hash      BLOB    NOT NULL,
+	body      BLOB    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_records_time ON audit_records (time_us, node);
+CREATE INDEX IF NOT EXISTS audit_records_patient ON audit_records (patient, time_us) WHERE patient <> '';
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
 	node      TEXT    NOT NULL,
 	seq       INTEGER NOT NULL,
@@ -54,21 +49,30 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
 	PRIMARY KEY (node, seq)
 );`
 
-// SQLite is a chain.Sink in the tables audit_events and audit_checkpoints of
-// a SQLite database file. It is safe for concurrent use.
+// recordColumns of audit_records in insert and select order.
+const recordColumns = "id, node, time_us, action, outcome, user_id, fhir_user, client_id, patient, hash, body"
+
+// recordParams is the number of recordColumns.
+const recordParams = 11
+
+// SQLite is a chain.Sink in the tables audit_nodes, audit_records and
+// audit_checkpoints of a SQLite database file. It is safe for concurrent use.
 type SQLite struct {
 	w, r *sql.DB
 	ins  [insertChunk + 1]*sql.Stmt // ins[n] inserts n rows (n >= 1)
 
 	ckpt *sqlitefile.Checkpointer // copies the WAL into the file off the commit path
+
+	mu    sync.Mutex
+	nodes map[string]int64 // node numbers known to be committed
 }
 
 // insertChunk is how many rows one multi-row INSERT carries.
 const insertChunk = 32
 
 func insertSQL(rows int) string {
-	row := "(?" + repeat(", ?", len(columns)-1) + ")"
-	return "INSERT INTO audit_events (" + columnList + ") VALUES " + row + repeat(", "+row, rows-1)
+	row := "(?" + repeat(", ?", recordParams-1) + ")"
+	return "INSERT INTO audit_records (" + recordColumns + ") VALUES " + row + repeat(", "+row, rows-1)
 }
 
 var _ chain.Sink = (*SQLite)(nil)
@@ -101,7 +105,7 @@ func openSQLiteEvery(ctx context.Context, path string, interval time.Duration) (
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxIdleTime(0)
 	w.SetConnMaxLifetime(0)
-	s := &SQLite{w: w}
+	s := &SQLite{w: w, nodes: map[string]int64{}}
 	if err := s.migrate(ctx); err != nil {
 		w.Close()
 		return nil, err
@@ -152,6 +156,9 @@ func (s *SQLite) migrate(ctx context.Context) error {
 	if _, err := tx.ExecContext(ctx, sqliteDDL); err != nil {
 		return errf("sqlite", "create tables", err)
 	}
+	if _, err := convertV1(ctx, tx, "main", true); err != nil {
+		return err
+	}
 	if err := tx.Commit(); err != nil {
 		return errf("sqlite", "create tables", err)
 	}
@@ -186,25 +193,93 @@ func (s *SQLite) Append(ctx context.Context, entries []chain.Entry) error {
 		return errf("sqlite", "append", err)
 	}
 	defer tx.Rollback()
-	// Multi-row INSERTs of up to insertChunk rows: one statement per chunk
-	// costs much less than one per row.
-	args := make([]any, 0, min(len(entries), insertChunk)*len(columns))
-	for len(entries) > 0 {
-		n := min(len(entries), insertChunk)
-		stmt := s.ins[n]
-		args = args[:0]
-		for _, e := range entries[:n] {
-			args = append(args, entryArgs(e)...)
-		}
-		if _, err := tx.StmtContext(ctx, stmt).ExecContext(ctx, args...); err != nil {
-			return sqliteErr("append", err)
-		}
-		entries = entries[n:]
+	node := entries[0].Node
+	num, known, err := s.nodeNum(ctx, tx, node)
+	if err != nil {
+		return err
+	}
+	if err := insertRecords(ctx, tx, s.ins[:], num, entries); err != nil {
+		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return sqliteErr("append", err)
 	}
+	if !known {
+		s.mu.Lock()
+		s.nodes[node] = num
+		s.mu.Unlock()
+	}
 	return nil
+}
+
+// insertRecords inserts entries, all of the node numbered num, with
+// multi-row INSERTs of up to insertChunk rows (one statement per chunk costs
+// much less than one per row); ins[n], when set, is a prepared n-row INSERT.
+func insertRecords(ctx context.Context, tx *sql.Tx, ins []*sql.Stmt, num int64, entries []chain.Entry) error {
+	args := make([]any, 0, min(len(entries), insertChunk)*recordParams)
+	var body []byte
+	for len(entries) > 0 {
+		n := min(len(entries), insertChunk)
+		args = args[:0]
+		for _, e := range entries[:n] {
+			if e.Node != entries[0].Node {
+				return fmt.Errorf("audit sqlite: append: one batch holds nodes %q and %q", entries[0].Node, e.Node)
+			}
+			id, err := rowID(num, e.Seq)
+			if err != nil {
+				return fmt.Errorf("audit sqlite: append: node %q: %w", e.Node, err)
+			}
+			ev := &e.Event
+			us := int64(0)
+			if !ev.Time.IsZero() {
+				us = ev.Time.UnixMicro()
+			}
+			start := len(body)
+			body = encodeBody(body, e)
+			args = append(args, id, e.Node, us, string(ev.Action), string(ev.Outcome),
+				ev.UserID, ev.FHIRUser, ev.ClientID, ev.Patient, e.Hash, body[start:len(body):len(body)])
+		}
+		var err error
+		if n < len(ins) && ins[n] != nil {
+			_, err = tx.StmtContext(ctx, ins[n]).ExecContext(ctx, args...)
+		} else {
+			_, err = tx.ExecContext(ctx, insertSQL(n), args...)
+		}
+		if err != nil {
+			return sqliteErr("append", err)
+		}
+		entries = entries[n:]
+	}
+	return nil
+}
+
+// nodeNum returns the number of node, assigning one inside tx when the node
+// is new (known reports whether it was already committed).
+func (s *SQLite) nodeNum(ctx context.Context, tx *sql.Tx, node string) (num int64, known bool, err error) {
+	s.mu.Lock()
+	num, known = s.nodes[node]
+	s.mu.Unlock()
+	if known {
+		return num, true, nil
+	}
+	num, err = assignNode(ctx, tx, "main", node)
+	return num, false, err
+}
+
+// assignNode returns the number of node in schema's audit_nodes, adding the
+// node when it has none.
+func assignNode(ctx context.Context, tx *sql.Tx, schema, node string) (int64, error) {
+	if _, err := tx.ExecContext(ctx, "INSERT INTO "+schema+".audit_nodes (node) VALUES (?) ON CONFLICT (node) DO NOTHING", node); err != nil {
+		return 0, errf("sqlite", "add node", err)
+	}
+	var num int64
+	if err := tx.QueryRowContext(ctx, "SELECT node_no FROM "+schema+".audit_nodes WHERE node = ?", node).Scan(&num); err != nil {
+		return 0, errf("sqlite", "add node", err)
+	}
+	if num < 0 || num > maxNodeNum {
+		return 0, fmt.Errorf("audit sqlite: node %q has number %d, above the limit of %d nodes per file", node, num, maxNodeNum)
+	}
+	return num, nil
 }
 
 func sqliteErr(op string, err error) error {
@@ -229,11 +304,19 @@ func (s *SQLite) SaveCheckpoint(ctx context.Context, cp chain.Checkpoint) error 
 	return nil
 }
 
+// nodeRange selects the rowids of the node named by parameter ?1, and
+// seqExpr is the sequence number of a row.
+var (
+	nodeRange = "id >= (SELECT node_no << " + strconv.Itoa(seqBits) + " FROM audit_nodes WHERE node = ?1)" +
+		" AND id < (SELECT (node_no + 1) << " + strconv.Itoa(seqBits) + " FROM audit_nodes WHERE node = ?1)"
+	seqExpr = "(id & " + strconv.Itoa(seqMask) + ")"
+)
+
 // Head implements chain.Sink. It reads through the write connection so it
 // sees every commit of this process.
 func (s *SQLite) Head(ctx context.Context, node string) (chain.Entry, bool, error) {
-	row := s.w.QueryRowContext(ctx, "SELECT "+columnList+" FROM audit_events WHERE node = ? ORDER BY seq DESC LIMIT 1", node)
-	e, err := scanEntry(row)
+	row := s.w.QueryRowContext(ctx, "SELECT "+recordColumns+" FROM audit_records WHERE "+nodeRange+" ORDER BY id DESC LIMIT 1", node)
+	e, err := scanRecord(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return chain.Entry{}, false, nil
 	}
@@ -245,7 +328,7 @@ func (s *SQLite) Head(ctx context.Context, node string) (chain.Entry, bool, erro
 
 // Nodes implements chain.Source.
 func (s *SQLite) Nodes(ctx context.Context) ([]string, error) {
-	rows, err := s.r.QueryContext(ctx, "SELECT DISTINCT node FROM audit_events UNION SELECT DISTINCT node FROM audit_checkpoints ORDER BY 1")
+	rows, err := s.r.QueryContext(ctx, "SELECT node FROM audit_nodes UNION SELECT DISTINCT node FROM audit_checkpoints ORDER BY 1")
 	if err != nil {
 		return nil, errf("sqlite", "nodes", err)
 	}
@@ -261,16 +344,18 @@ func (s *SQLite) Nodes(ctx context.Context) ([]string, error) {
 	return out, rows.Err()
 }
 
-// Scan implements chain.Source, in sequence order.
+// Scan implements chain.Source, in sequence order. A record whose body does
+// not decode is passed on with the fields its columns hold, so that Verify
+// reports it as altered.
 func (s *SQLite) Scan(ctx context.Context, node string, fn func(chain.Entry) error) error {
-	rows, err := s.r.QueryContext(ctx, "SELECT "+columnList+" FROM audit_events WHERE node = ? ORDER BY seq", node)
+	rows, err := s.r.QueryContext(ctx, "SELECT "+recordColumns+" FROM audit_records WHERE "+nodeRange+" ORDER BY id", node)
 	if err != nil {
 		return errf("sqlite", "scan", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		e, err := scanEntry(rows)
-		if err != nil {
+		e, err := scanRecord(rows)
+		if err != nil && !errors.Is(err, errBody) {
 			return errf("sqlite", "scan", err)
 		}
 		if err := fn(e); err != nil {
@@ -278,6 +363,26 @@ func (s *SQLite) Scan(ctx context.Context, node string, fn func(chain.Entry) err
 		}
 	}
 	return rows.Err()
+}
+
+// scanRecord reads one row of recordColumns. When the body does not decode
+// it returns the entry without the body's fields and an error wrapping
+// errBody.
+func scanRecord(sc scanner) (chain.Entry, error) {
+	var e chain.Entry
+	var id, us int64
+	var action, outcome string
+	var body []byte
+	ev := &e.Event
+	if err := sc.Scan(&id, &e.Node, &us, &action, &outcome, &ev.UserID, &ev.FHIRUser, &ev.ClientID, &ev.Patient, &e.Hash, &body); err != nil {
+		return e, err
+	}
+	e.Seq, ev.Time = seqOf(id), microsTime(us)
+	ev.Action, ev.Outcome = audit.Action(action), audit.Outcome(outcome)
+	if err := decodeBody(body, &e); err != nil {
+		return e, fmt.Errorf("node %q record %d: %w", e.Node, e.Seq, err)
+	}
+	return e, nil
 }
 
 // Checkpoints implements chain.Source.
@@ -303,10 +408,12 @@ func (s *SQLite) Checkpoints(ctx context.Context, node string) ([]chain.Checkpoi
 // Query implements chain.Sink.
 func (s *SQLite) Query(ctx context.Context, f chain.Filter) (chain.Page, error) {
 	f = f.Normalized()
-	q, args, err := querySQL(f, func(int) string { return "?" })
+	w, args, err := where(f, func(int) string { return "?" }, seqExpr)
 	if err != nil {
 		return chain.Page{}, err
 	}
+	q := "SELECT " + recordColumns + " FROM audit_records" + w +
+		" ORDER BY time_us, node, id LIMIT " + strconv.Itoa(f.Limit+1)
 	rows, err := s.r.QueryContext(ctx, q, args...)
 	if err != nil {
 		return chain.Page{}, errf("sqlite", "query", err)
@@ -314,7 +421,7 @@ func (s *SQLite) Query(ctx context.Context, f chain.Filter) (chain.Page, error) 
 	defer rows.Close()
 	var out []chain.Entry
 	for rows.Next() {
-		e, err := scanEntry(rows)
+		e, err := scanRecord(rows)
 		if err != nil {
 			return chain.Page{}, errf("sqlite", "query", err)
 		}

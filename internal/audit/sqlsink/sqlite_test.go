@@ -33,15 +33,7 @@ func TestSQLiteConformance(t *testing.T) {
 			return s
 		},
 		Rewrite: func(t *testing.T, s chain.Sink, node string, es []chain.Entry) {
-			db := s.(*SQLite).w
-			if _, err := db.Exec("DELETE FROM audit_events WHERE node = ?", node); err != nil {
-				t.Fatal(err)
-			}
-			for _, e := range es {
-				if _, err := db.Exec("INSERT INTO audit_events ("+columnList+") VALUES (?"+repeat(", ?", len(columns)-1)+")", entryArgs(e)...); err != nil {
-					t.Fatal(err)
-				}
-			}
+			rewrite(t, s.(*SQLite), node, es)
 		},
 		Reopen: func(t *testing.T, s chain.Sink) chain.Sink {
 			p := paths[s]
@@ -51,6 +43,32 @@ func TestSQLiteConformance(t *testing.T) {
 			return openSQLite(t, p)
 		},
 	})
+}
+
+// rewrite replaces node's records with es, bypassing every check.
+func rewrite(t *testing.T, s *SQLite, node string, es []chain.Entry) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec("DELETE FROM audit_records WHERE "+nodeRange, node); err != nil {
+		t.Fatal(err)
+	}
+	num, err := assignNode(ctx, tx, "main", node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range es {
+		if err := insertRecords(ctx, tx, nil, num, []chain.Entry{e}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestSQLiteOpenTwiceIsIdempotent(t *testing.T) {
@@ -103,20 +121,7 @@ func TestAdoptSQLite(t *testing.T) {
 	if n, err := AdoptSQLite(ctx, legacy, path); n != 0 || err != nil {
 		t.Fatalf("no legacy file: %d %v", n, err)
 	}
-	old := openSQLite(t, legacy)
-	tr, err := trail.New(ctx, trail.Options{Sink: old, Node: "n1", CheckpointEvery: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 7 {
-		if err := tr.Record(ctx, audittest.SampleEvent(i, time.Now())); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tr.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	old.Close()
+	writeV1(t, legacy, "n1", 7, 3)
 	n, err := AdoptSQLite(ctx, legacy, path)
 	if err != nil || n != 7 {
 		t.Fatalf("adopted %d, %v", n, err)
@@ -131,7 +136,7 @@ func TestAdoptSQLite(t *testing.T) {
 	if err != nil || len(cps) == 0 {
 		t.Fatalf("checkpoints %v %v", cps, err)
 	}
-	tr, err = trail.New(ctx, trail.Options{Sink: s, Node: "n1"})
+	tr, err := trail.New(ctx, trail.Options{Sink: s, Node: "n1"})
 	if err != nil {
 		t.Fatal(err)
 	}

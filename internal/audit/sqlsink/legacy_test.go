@@ -1,0 +1,205 @@
+package sqlsink
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/fhirgate/fhirgate/internal/audit/audittest"
+	"github.com/fhirgate/fhirgate/internal/audit/chain"
+)
+
+// v1DDL is the first layout of the SQLite sink, as earlier versions created it.
+const v1DDL = `
+CREATE TABLE IF NOT EXISTS audit_events (
+	id INTEGER PRIMARY KEY, node TEXT NOT NULL, seq INTEGER NOT NULL, prev BLOB NOT NULL, hash BLOB NOT NULL,
+	time_us INTEGER NOT NULL, action TEXT NOT NULL, outcome TEXT NOT NULL, reason TEXT NOT NULL,
+	user_id TEXT NOT NULL, fhir_user TEXT NOT NULL, client_id TEXT NOT NULL, source_ip TEXT NOT NULL,
+	user_agent TEXT NOT NULL, patient TEXT NOT NULL, scope TEXT NOT NULL, token_id TEXT NOT NULL,
+	request_id TEXT NOT NULL, interaction TEXT NOT NULL, resource_type TEXT NOT NULL, resource_id TEXT NOT NULL,
+	entries_filtered INTEGER NOT NULL, allowed_by TEXT NOT NULL, binding TEXT NOT NULL,
+	UNIQUE (node, seq)
+);
+CREATE INDEX IF NOT EXISTS audit_events_time ON audit_events (time_us, node, seq);
+CREATE INDEX IF NOT EXISTS audit_events_patient ON audit_events (patient, time_us) WHERE patient <> '';
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+	node TEXT NOT NULL, seq INTEGER NOT NULL, hash BLOB NOT NULL, time_us INTEGER NOT NULL, signature TEXT NOT NULL,
+	PRIMARY KEY (node, seq)
+);`
+
+// writeV1 appends n linked entries of node to the first-layout tables in
+// the file at path, with an (unsigned) checkpoint every cpEvery entries, and
+// returns them.
+func writeV1(t *testing.T, path, node string, n, cpEvery int) []chain.Entry {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(v1DDL); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	var prev *chain.Entry
+	var out []chain.Entry
+	base := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	for i := range n {
+		e := chain.Link(node, prev, audittest.SampleEvent(i, base.Add(time.Duration(i)*time.Millisecond)))
+		if _, err := tx.Exec("INSERT INTO audit_events ("+columnList+") VALUES (?"+repeat(", ?", len(columns)-1)+")", entryArgs(e)...); err != nil {
+			t.Fatal(err)
+		}
+		if cpEvery > 0 && (i+1)%cpEvery == 0 {
+			if _, err := tx.Exec("INSERT INTO audit_checkpoints (node, seq, hash, time_us, signature) VALUES (?, ?, ?, ?, '')", node, int64(e.Seq), e.Hash, base.UnixMicro()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out = append(out, e)
+		prev = &out[len(out)-1]
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// A file in the first layout is converted when opened: every entry keeps
+// its content and hash, chains verify, the old table is gone, queries and
+// new appends work on the converted records.
+func TestSQLiteConvertsFirstLayout(t *testing.T) {
+	ctx := context.Background()
+	p := filepath.Join(t.TempDir(), "audit.db")
+	a := writeV1(t, p, "node-a", 2*convertChunk+7, 500) // several read chunks
+	b := writeV1(t, p, "node-b", 5, 0)
+	s := openSQLite(t, p)
+	defer s.Close()
+	var tables int
+	if err := s.r.QueryRow("SELECT count(*) FROM sqlite_master WHERE name = 'audit_events'").Scan(&tables); err != nil || tables != 0 {
+		t.Fatalf("old table still there (%d, %v)", tables, err)
+	}
+	rep, err := chain.Verify(ctx, s, chain.VerifyOptions{})
+	if err != nil || !rep.OK() || len(rep.Nodes) != 2 || rep.Nodes[0].Records != uint64(len(a)) || rep.Nodes[1].Records != 5 || rep.Nodes[0].Checkpoints != 4 {
+		t.Fatalf("verify after conversion: %+v %v", rep, err)
+	}
+	for _, want := range []chain.Entry{a[0], a[len(a)-1], b[4]} {
+		var got chain.Entry
+		if err := s.Scan(ctx, want.Node, func(e chain.Entry) error {
+			if e.Seq == want.Seq {
+				got = e
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if !got.Valid() || string(got.Hash) != string(want.Hash) || string(got.Prev) != string(want.Prev) || got.Event != want.Event {
+			t.Fatalf("converted record %s/%d = %+v, want %+v", want.Node, want.Seq, got, want)
+		}
+	}
+	pg, err := s.Query(ctx, chain.Filter{Patient: a[2].Event.Patient, Client: a[2].Event.ClientID, Limit: 3})
+	if err != nil || len(pg.Entries) != 3 || pg.Entries[0].Event != a[2].Event || pg.Next == "" {
+		t.Fatalf("query after conversion: %+v %v", pg, err)
+	}
+	next := chain.Link("node-b", &b[4], audittest.SampleEvent(9, time.Now()))
+	if err := s.Append(ctx, []chain.Entry{next}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Append(ctx, []chain.Entry{chain.Link("node-a", &a[2], audittest.SampleEvent(9, time.Now()))}); !errors.Is(err, chain.ErrConflict) {
+		t.Fatalf("append over a converted record: %v, want ErrConflict", err)
+	}
+	if h, ok, err := s.Head(ctx, "node-b"); err != nil || !ok || h.Seq != 6 || h.Event.RequestID != next.Event.RequestID {
+		t.Fatalf("head %+v %v %v", h, ok, err)
+	}
+}
+
+// Tampering done to the old table before conversion is still found after it.
+func TestSQLiteConversionKeepsTamperEvidence(t *testing.T) {
+	ctx := context.Background()
+	p := filepath.Join(t.TempDir(), "audit.db")
+	writeV1(t, p, "n1", 10, 0)
+	db, err := sql.Open("sqlite", "file:"+p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("UPDATE audit_events SET scope = 'system/*.cruds' WHERE seq = 4"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s := openSQLite(t, p)
+	defer s.Close()
+	rep, err := chain.Verify(ctx, s, chain.VerifyOptions{})
+	if err != nil || len(rep.Problems()) != 1 || rep.Problems()[0].Seq != 4 || rep.Problems()[0].Kind != chain.Altered {
+		t.Fatalf("verify: %+v %v", rep.Problems(), err)
+	}
+}
+
+// A record whose body was overwritten is reported as altered by Verify, and
+// a query that reaches it fails rather than returning partial fields.
+func TestSQLiteDamagedBody(t *testing.T) {
+	ctx := context.Background()
+	s := openSQLite(t, filepath.Join(t.TempDir(), "audit.db"))
+	defer s.Close()
+	var prev *chain.Entry
+	for i := range 5 {
+		e := chain.Link("n1", prev, audittest.SampleEvent(i, time.Now()))
+		if err := s.Append(ctx, []chain.Entry{e}); err != nil {
+			t.Fatal(err)
+		}
+		prev = &e
+	}
+	for _, body := range []string{"x''", "x'01'", "x'02'", "x'01ff'"} {
+		if _, err := s.w.Exec("UPDATE audit_records SET body = " + body + " WHERE id = (SELECT max(id) - 2 FROM audit_records)"); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := chain.Verify(ctx, s, chain.VerifyOptions{})
+		if err != nil || len(rep.Problems()) != 1 || rep.Problems()[0].Seq != 3 || rep.Problems()[0].Kind != chain.Altered {
+			t.Fatalf("body %s: verify: %+v %v", body, rep.Problems(), err)
+		}
+		if _, err := s.Query(ctx, chain.Filter{}); !errors.Is(err, errBody) {
+			t.Fatalf("body %s: query: %v, want errBody", body, err)
+		}
+	}
+}
+
+func TestRowIDBounds(t *testing.T) {
+	for _, tc := range []struct {
+		num int64
+		seq uint64
+		ok  bool
+	}{{1, 1, true}, {maxNodeNum, seqMask, true}, {1, 0, false}, {1, seqMask + 1, false}} {
+		id, err := rowID(tc.num, tc.seq)
+		if (err == nil) != tc.ok {
+			t.Fatalf("rowID(%d, %d) = %d, %v", tc.num, tc.seq, id, err)
+		}
+		if tc.ok && (seqOf(id) != tc.seq || id>>seqBits != tc.num || id < 0) {
+			t.Fatalf("rowID(%d, %d) = %d does not unpack", tc.num, tc.seq, id)
+		}
+	}
+}
+
+// go test -run '^$' -fuzz FuzzDecodeBody ./internal/audit/sqlsink
+func FuzzDecodeBody(f *testing.F) {
+	e := chain.Link("n1", nil, audittest.SampleEvent(3, time.Now()))
+	f.Add(encodeBody(nil, e))
+	f.Add([]byte{bodyVersion})
+	f.Add([]byte{bodyVersion, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var got chain.Entry
+		if err := decodeBody(b, &got); err != nil {
+			if !errors.Is(err, errBody) {
+				t.Fatalf("error %v does not wrap errBody", err)
+			}
+			return
+		}
+		// Whatever decodes encodes back to the same bytes.
+		if again := encodeBody(nil, got); string(again) != string(b) {
+			t.Fatalf("decode/encode changed %x into %x", b, again)
+		}
+	})
+}
