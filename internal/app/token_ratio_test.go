@@ -37,13 +37,15 @@ func TestTokenExchangeRatio(t *testing.T) {
 	perSlice := envCount(t, "FHIRGATE_TOKEN_RATIO_REQUESTS", 5000)
 	clientCounts := envCounts(t, "FHIRGATE_TOKEN_RATIO_CLIENTS", []int{32, 128})
 	tb := newTokenBench(t, map[string]string{"ratelimit.token_per_ip": "off"})
-	httpClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	// Every client keeps its connection between requests: a pool smaller
+	// than the clients would close and reopen connections all along.
+	httpClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: slices.Max(clientCounts)}}
 	t.Cleanup(httpClient.CloseIdleConnections) // runs before the server's shutdown
 	tokenURL := tb.ts.app.Issuer() + "/token"
 	for _, clients := range clientCounts {
 		codes, verifier := tb.codes(t, slicesN*perSlice, "launch/patient patient/*.rs")
 		bareForm := url.Values{"grant_type": {"authorization_code"}}
-		bare := func() float64 {
+		bare := func() sliceResult {
 			return runSlice(t, httpClient, clients, perSlice, func(int) (string, url.Values) { return tb.bare.URL, bareForm })
 		}
 		var ratios []float64
@@ -55,9 +57,10 @@ func TestTokenExchangeRatio(t *testing.T) {
 				return tokenURL, tb.exchangeForm(codes[offset+i], verifier)
 			})
 			after := bare()
-			ratio := exchange / ((before + after) / 2)
+			ratio := exchange.rate / ((before.rate + after.rate) / 2)
 			ratios = append(ratios, ratio)
-			t.Logf("c%d slice %d: bare %.0f and %.0f req/s, code exchange %.0f req/s, ratio %.3f", clients, s+1, before, after, exchange, ratio)
+			t.Logf("c%d slice %d: bare %.0f and %.0f req/s, code exchange %.0f req/s, ratio %.3f; CPU per request (server and clients) bare %.0f µs at %.0f%%, exchange %.0f µs at %.0f%%",
+				clients, s+1, before.rate, after.rate, exchange.rate, ratio, after.cpuMicros, after.busy, exchange.cpuMicros, exchange.busy)
 			before = after
 		}
 		slices.Sort(ratios)
@@ -66,10 +69,14 @@ func TestTokenExchangeRatio(t *testing.T) {
 	}
 }
 
+// sliceResult is what one slice measured: requests per second, the
+// process's CPU per request (server and load generator together) in µs,
+// and how busy it kept the machine in percent of one core.
+type sliceResult struct{ rate, cpuMicros, busy float64 }
+
 // runSlice sends n form POSTs over httpClient from clients goroutines, the i-th to the URL
-// and form that req(i) returns, each of which must be answered 200, and
-// returns the requests per second.
-func runSlice(t *testing.T, httpClient *http.Client, clients, n int, req func(i int) (string, url.Values)) float64 {
+// and form that req(i) returns, each of which must be answered 200.
+func runSlice(t *testing.T, httpClient *http.Client, clients, n int, req func(i int) (string, url.Values)) sliceResult {
 	t.Helper()
 	var (
 		next     atomic.Int64
@@ -78,7 +85,7 @@ func runSlice(t *testing.T, httpClient *http.Client, clients, n int, req func(i 
 		failures int
 		firstErr error // errors of any type: an atomic.Value would panic on a second type
 	)
-	start := time.Now()
+	start, cpu := time.Now(), processCPU(t)
 	for range clients {
 		wg.Add(1)
 		go func() {
@@ -110,11 +117,15 @@ func runSlice(t *testing.T, httpClient *http.Client, clients, n int, req func(i 
 		}()
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	elapsed, used := time.Since(start), processCPU(t)-cpu
 	if failures > 0 {
 		t.Fatalf("%d of %d requests failed, the first: %v", failures, n, firstErr)
 	}
-	return float64(n) / elapsed.Seconds()
+	return sliceResult{
+		rate:      float64(n) / elapsed.Seconds(),
+		cpuMicros: float64(used.Microseconds()) / float64(n),
+		busy:      100 * used.Seconds() / elapsed.Seconds(),
+	}
 }
 
 // median of sorted values.
