@@ -94,6 +94,9 @@ func OpenAudit(ctx context.Context, cfg *config.Config, log *slog.Logger, now fu
 	if err != nil {
 		return nil, nil, err
 	}
+	if s, ok := sink.(*sqlsink.SQLite); ok && s.Converted() > 0 {
+		log.Info("audit trail converted to the current SQLite layout, hashes unchanged", "entries", s.Converted(), "file", cfg.AuditSQLitePath())
+	}
 	mode := trail.ModeSync
 	if cfg.Audit.Mode == config.AuditModeAsync {
 		mode = trail.ModeAsync

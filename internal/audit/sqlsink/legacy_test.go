@@ -78,8 +78,10 @@ func TestSQLiteConvertsFirstLayout(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "audit.db")
 	a := writeV1(t, p, "node-a", 2*convertChunk+7, 500) // several read chunks
 	b := writeV1(t, p, "node-b", 5, 0)
-	s := openSQLite(t, p)
-	defer s.Close()
+	s := openSQLite(t, p) // closed below, before reopening
+	if n := s.Converted(); n != int64(len(a)+len(b)) {
+		t.Fatalf("Converted() = %d, want %d", n, len(a)+len(b))
+	}
 	var tables int
 	if err := s.r.QueryRow("SELECT count(*) FROM sqlite_master WHERE name = 'audit_events'").Scan(&tables); err != nil || tables != 0 {
 		t.Fatalf("old table still there (%d, %v)", tables, err)
@@ -115,6 +117,14 @@ func TestSQLiteConvertsFirstLayout(t *testing.T) {
 	}
 	if h, ok, err := s.Head(ctx, "node-b"); err != nil || !ok || h.Seq != 6 || h.Event.RequestID != next.Event.RequestID {
 		t.Fatalf("head %+v %v %v", h, ok, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again := openSQLite(t, p)
+	defer again.Close()
+	if n := again.Converted(); n != 0 {
+		t.Fatalf("second open converted %d entries", n)
 	}
 }
 

@@ -65,6 +65,8 @@ type SQLite struct {
 
 	mu    sync.Mutex
 	nodes map[string]int64 // node numbers known to be committed
+
+	converted int64 // entries converted from the first layout when opened
 }
 
 // insertChunk is how many rows one multi-row INSERT carries.
@@ -156,14 +158,21 @@ func (s *SQLite) migrate(ctx context.Context) error {
 	if _, err := tx.ExecContext(ctx, sqliteDDL); err != nil {
 		return errf("sqlite", "create tables", err)
 	}
-	if _, err := convertV1(ctx, tx, "main", true); err != nil {
+	n, err := convertV1(ctx, tx, "main", true)
+	if err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return errf("sqlite", "create tables", err)
 	}
+	s.converted = n
 	return nil
 }
+
+// Converted reports how many entries opening the file converted from the
+// first layout (one column per field in audit_events) into audit_records;
+// 0 when the file was already in the current layout.
+func (s *SQLite) Converted() int64 { return s.converted }
 
 // Close implements chain.Sink.
 func (s *SQLite) Close() error {
