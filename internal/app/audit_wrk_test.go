@@ -25,7 +25,9 @@ import (
 //	FHIRGATE_WRK_SECONDS=8 go test -run=TestGatewayAuditWithWrk -v -timeout=30m ./internal/app/
 //
 // Each round runs at each connection count with audit off, durable into
-// SQLite and durable into files, one server per run, and logs each run's
+// SQLite, durable into files and queued for SQLite (audit.mode: async,
+// which tells the cost of waiting for the commit from the cost of
+// writing), one server per run, and logs each run's
 // requests/s and its ratio to audit off at the same connection count. It
 // then compares capacities: each mode's best rate over the round's
 // connection counts, against audit off's best. FHIRGATE_WRK_CONNS (a comma
@@ -45,7 +47,8 @@ func TestGatewayAuditWithWrk(t *testing.T) {
 	connCounts := envCounts(t, "FHIRGATE_WRK_CONNS", []int{64, 256})
 	rounds := envCount(t, "FHIRGATE_WRK_ROUNDS", 3)
 	ehrURL := startDemoEHR(t)
-	modes := []struct{ name, sink string }{{"audit-off", "log"}, {"audit-sync-sqlite", "store"}, {"audit-sync-file", "file"}}
+	modes := []struct{ name, sink, mode string }{{"audit-off", "log", "sync"}, {"audit-sync-sqlite", "store", "sync"},
+		{"audit-sync-file", "file", "sync"}, {"audit-async-sqlite", "store", "async"}}
 	for round := 1; round <= rounds; round++ {
 		best := map[string]float64{}
 		for _, conns := range connCounts {
@@ -54,7 +57,7 @@ func TestGatewayAuditWithWrk(t *testing.T) {
 				var rate float64
 				// A subtest each, so each server shuts down before the next starts.
 				t.Run(fmt.Sprintf("round%d/c%d/%s", round, conns, m.name), func(t *testing.T) {
-					rate = wrkGatewayRead(t, wrk, ehrURL, m.sink, conns, secs)
+					rate = wrkGatewayRead(t, wrk, ehrURL, m.sink, m.mode, conns, secs)
 				})
 				if m.sink == "log" {
 					off = rate
@@ -73,15 +76,16 @@ func TestGatewayAuditWithWrk(t *testing.T) {
 
 var wrkRate = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
 
-// wrkGatewayRead starts a server whose audit trail goes to sink (durable),
-// drives patient-compartment reads through its gateway with wrk for secs
-// seconds over conns connections, and returns requests/s.
-func wrkGatewayRead(t *testing.T, wrk, upstream, sink string, conns, secs int) float64 {
+// wrkGatewayRead starts a server whose audit trail goes to sink in mode
+// (sync: durable before the answer; async: queued), drives
+// patient-compartment reads through its gateway with wrk for secs seconds
+// over conns connections, and returns requests/s.
+func wrkGatewayRead(t *testing.T, wrk, upstream, sink, mode string, conns, secs int) float64 {
 	t.Helper()
 	ov := map[string]string{"gateway.upstream": upstream, "gateway.upstream_auth": "basic:gw:ehr-secret",
 		"ratelimit.gateway_per_ip": "off", "ratelimit.gateway_per_client": "off", "ratelimit.gateway_per_user": "off",
 		"anomaly.rate_spike_action": "record"}
-	maps.Copy(ov, map[string]string{"audit.sink": sink, "audit.mode": "sync"})
+	maps.Copy(ov, map[string]string{"audit.sink": sink, "audit.mode": mode})
 	srv := startServer(t, ov)
 	tok, _, err := srv.app.tokens.AccessToken(token.AccessClaims{Subject: "bench-user", Audience: srv.app.FHIRBase(),
 		ClientID: "bench-client", Scope: "patient/*.rs", Patient: "pt-001", FHIRUser: "Patient/pt-001"})
@@ -89,7 +93,7 @@ func wrkGatewayRead(t *testing.T, wrk, upstream, sink string, conns, secs int) f
 		t.Fatal(err)
 	}
 	cpu0, wall0 := processCPU(t), time.Now()
-	stopProfile := startWrkProfile(t, fmt.Sprintf("%s-c%d", sink, conns))
+	stopProfile := startWrkProfile(t, fmt.Sprintf("%s-%s-c%d", sink, mode, conns))
 	out, err := exec.Command(wrk, "-t2", "-c"+strconv.Itoa(conns), "-d"+strconv.Itoa(secs)+"s", "--timeout", "10s",
 		"-H", "Authorization: Bearer "+tok, srv.app.FHIRBase()+"/Observation/obs-001-01").CombinedOutput()
 	stopProfile()
