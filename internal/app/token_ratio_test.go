@@ -28,7 +28,9 @@ import (
 // FHIRGATE_TOKEN_RATIO_CLIENTS (a comma list, default 32,128) sets the
 // concurrent clients, FHIRGATE_TOKEN_RATIO_REQUESTS (default 5000) the
 // requests per slice. The durable audit trail and store are on, as by
-// default.
+// default; FHIRGATE_TOKEN_RATIO_AUDIT_SINK=log turns audit off and
+// FHIRGATE_TOKEN_RATIO_AUDIT_MODE=async stops waiting for it, to measure
+// what durable audit costs the exchange.
 func TestTokenExchangeRatio(t *testing.T) {
 	slicesN := envCount(t, "FHIRGATE_TOKEN_RATIO_SLICES", 0)
 	if slicesN <= 0 {
@@ -36,7 +38,14 @@ func TestTokenExchangeRatio(t *testing.T) {
 	}
 	perSlice := envCount(t, "FHIRGATE_TOKEN_RATIO_REQUESTS", 5000)
 	clientCounts := envCounts(t, "FHIRGATE_TOKEN_RATIO_CLIENTS", []int{32, 128})
-	tb := newTokenBench(t, map[string]string{"ratelimit.token_per_ip": "off"})
+	overrides := map[string]string{"ratelimit.token_per_ip": "off"}
+	if sink := os.Getenv("FHIRGATE_TOKEN_RATIO_AUDIT_SINK"); sink != "" {
+		overrides["audit.sink"] = sink // log: audit off, to locate the gap
+	}
+	if mode := os.Getenv("FHIRGATE_TOKEN_RATIO_AUDIT_MODE"); mode != "" {
+		overrides["audit.mode"] = mode
+	}
+	tb := newTokenBench(t, overrides)
 	// Every client keeps its connection between requests: a pool smaller
 	// than the clients would close and reopen connections all along.
 	httpClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: slices.Max(clientCounts)}}

@@ -14,8 +14,9 @@ import (
 
 // AdoptSQLite moves an audit trail that an earlier version kept in the
 // main store's file (legacyPath) into its own file (path), before path is
-// first opened: it copies every event (into the current row layout) and
-// checkpoint unchanged, in one transaction, so the chains verify as before. It does nothing when path
+// first opened: in one transaction it copies every event, converted into
+// the current row layout with its content and hash unchanged, and every
+// checkpoint, so the chains verify as before. It does nothing when path
 // already exists or legacyPath holds no audit events, and reports how many
 // events it copied. The legacy tables are left in place, unread.
 func AdoptSQLite(ctx context.Context, legacyPath, path string) (int64, error) {
