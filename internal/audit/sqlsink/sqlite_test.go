@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -243,5 +244,37 @@ func TestSQLiteWALRestartsUnderLoad(t *testing.T) {
 	}
 	if h, ok, err := s.Head(ctx, "n1"); err != nil || !ok || h.Seq != prev.Seq {
 		t.Fatalf("head %+v %v %v, want seq %d", h, ok, err, prev.Seq)
+	}
+}
+
+// Paging through the trail in (time, node, seq) order reads the time index
+// in order: no query the admin API makes sorts the whole table.
+func TestSQLiteQueryNeedsNoSort(t *testing.T) {
+	s := openSQLite(t, filepath.Join(t.TempDir(), "audit.db"))
+	defer s.Close()
+	after := chain.EncodeCursor(chain.Entry{Node: "n1", Seq: 3})
+	for _, f := range []chain.Filter{{}, {After: after}, {Client: "c", Since: time.Now().Add(-time.Hour), After: after}} {
+		w, args, err := where(f.Normalized(), func(int) string { return "?" }, seqExpr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := s.r.Query("EXPLAIN QUERY PLAN SELECT "+recordColumns+" FROM audit_records"+w+" ORDER BY time_us, node, id LIMIT 101", args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		joined := strings.Join(plan, "; ")
+		if strings.Contains(joined, "TEMP B-TREE") || !strings.Contains(joined, "audit_records_time") {
+			t.Fatalf("filter %+v: plan %q sorts or skips the time index", f, joined)
+		}
 	}
 }
