@@ -150,29 +150,44 @@ func TestSQLiteConversionKeepsTamperEvidence(t *testing.T) {
 }
 
 // A record whose body was overwritten is reported as altered by Verify, and
-// a query that reaches it fails rather than returning partial fields.
+// a query that reaches it fails rather than returning partial fields. That
+// includes a body that still decodes to the same content but is not its
+// canonical encoding (an overlong length): fhirgate never writes one.
 func TestSQLiteDamagedBody(t *testing.T) {
 	ctx := context.Background()
 	s := openSQLite(t, filepath.Join(t.TempDir(), "audit.db"))
 	defer s.Close()
 	var prev *chain.Entry
+	var third chain.Entry
 	for i := range 5 {
 		e := chain.Link("n1", prev, audittest.SampleEvent(i, time.Now()))
 		if err := s.Append(ctx, []chain.Entry{e}); err != nil {
 			t.Fatal(err)
 		}
+		if e.Seq == 3 {
+			third = e
+		}
 		prev = &e
 	}
-	for _, body := range []string{"x''", "x'01'", "x'02'", "x'01ff'"} {
-		if _, err := s.w.Exec("UPDATE audit_records SET body = " + body + " WHERE id = (SELECT max(id) - 2 FROM audit_records)"); err != nil {
+	canonical := encodeBody(nil, third)
+	if canonical[1] != 32 {
+		t.Fatalf("body starts %x, want the 32-byte previous hash's length", canonical[:2])
+	}
+	overlong := append([]byte{canonical[0], 0x80 | 32, 0x00}, canonical[2:]...)
+	var same chain.Entry
+	if err := decodeBody(overlong, &same); !errors.Is(err, errBody) {
+		t.Fatalf("overlong body decoded: %v", err)
+	}
+	for _, body := range [][]byte{{}, {1}, {2}, {1, 0xff}, overlong} {
+		if _, err := s.w.Exec("UPDATE audit_records SET body = ? WHERE id = (SELECT max(id) - 2 FROM audit_records)", body); err != nil {
 			t.Fatal(err)
 		}
 		rep, err := chain.Verify(ctx, s, chain.VerifyOptions{})
 		if err != nil || len(rep.Problems()) != 1 || rep.Problems()[0].Seq != 3 || rep.Problems()[0].Kind != chain.Altered {
-			t.Fatalf("body %s: verify: %+v %v", body, rep.Problems(), err)
+			t.Fatalf("body %x: verify: %+v %v", body, rep.Problems(), err)
 		}
 		if _, err := s.Query(ctx, chain.Filter{}); !errors.Is(err, errBody) {
-			t.Fatalf("body %s: query: %v, want errBody", body, err)
+			t.Fatalf("body %x: query: %v, want errBody", body, err)
 		}
 	}
 }

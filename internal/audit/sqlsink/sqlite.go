@@ -354,8 +354,9 @@ func (s *SQLite) Nodes(ctx context.Context) ([]string, error) {
 }
 
 // Scan implements chain.Source, in sequence order. A record whose body does
-// not decode is passed on with the fields its columns hold, so that Verify
-// reports it as altered.
+// not decode, or is not the canonical encoding of its content, is passed on
+// without its hash, so that Verify reports it as altered: fhirgate writes
+// only canonical bodies.
 func (s *SQLite) Scan(ctx context.Context, node string, fn func(chain.Entry) error) error {
 	rows, err := s.r.QueryContext(ctx, "SELECT "+recordColumns+" FROM audit_records WHERE "+nodeRange+" ORDER BY id", node)
 	if err != nil {
@@ -364,7 +365,9 @@ func (s *SQLite) Scan(ctx context.Context, node string, fn func(chain.Entry) err
 	defer rows.Close()
 	for rows.Next() {
 		e, err := scanRecord(rows)
-		if err != nil && !errors.Is(err, errBody) {
+		if errors.Is(err, errBody) {
+			e.Hash = nil
+		} else if err != nil {
 			return errf("sqlite", "scan", err)
 		}
 		if err := fn(e); err != nil {
