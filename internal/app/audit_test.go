@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -161,5 +162,40 @@ func TestAuditAPIBehindAdminListener(t *testing.T) {
 	var buf bytes.Buffer
 	if n, err := ExportAudit(ctx, srv.cfg, &buf, chain.Filter{Actions: []audit.Action{audit.ActionAuditQuery}}, export.JSON, time.Now()); err != nil || n != 1 || !strings.Contains(buf.String(), "token:ops/") {
 		t.Fatalf("audit of the audit query: %d %v %s", n, err, buf.String())
+	}
+}
+
+// A server opening an audit.db in the first SQLite layout converts it and
+// says so in its log.
+func TestOpenAuditLogsLayoutConversion(t *testing.T) {
+	srv := startServer(t, map[string]string{"audit.node_id": "node-a"})
+	cfg := *srv.cfg
+	cfg.DataDir = t.TempDir()
+	db, err := sql.Open("sqlite", "file:"+cfg.AuditSQLitePath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first layout's table, with one record of another node.
+	cols := "node, seq, prev, hash, time_us, action, outcome, reason, user_id, fhir_user, client_id, source_ip, user_agent, " +
+		"patient, scope, token_id, request_id, interaction, resource_type, resource_id, entries_filtered, allowed_by, binding"
+	if _, err := db.Exec("CREATE TABLE audit_events (id INTEGER PRIMARY KEY, " + strings.ReplaceAll(cols, ",", " NOT NULL,") + " NOT NULL, UNIQUE (node, seq))"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("INSERT INTO audit_events (" + cols + ") VALUES ('old-node', 1, zeroblob(32), zeroblob(32), 1, 'token.issued', 'success', '', '', '', '', '', '', '', '', '', '', '', '', '', 0, '', '')"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	var logs bytes.Buffer
+	tr, sink, err := OpenAudit(context.Background(), &cfg, slog.New(slog.NewTextHandler(&logs, nil)), time.Now, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	defer tr.Close(context.Background())
+	if !strings.Contains(logs.String(), "audit trail converted") || !strings.Contains(logs.String(), "entries=1") {
+		t.Fatalf("no conversion in the log:\n%s", logs.String())
+	}
+	if h, ok, err := sink.Head(context.Background(), "old-node"); err != nil || !ok || h.Seq != 1 {
+		t.Fatalf("converted record: %+v %v %v", h, ok, err)
 	}
 }
