@@ -8,11 +8,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/fhirgate/fhirgate/internal/metrics"
 	"github.com/fhirgate/fhirgate/internal/token"
 )
 
@@ -22,19 +24,24 @@ import (
 // server's process, its scheduler and a good part of its CPU. It runs only
 // when asked, and needs wrk (Debian: apt-get install wrk):
 //
-//	FHIRGATE_WRK_SECONDS=8 go test -run=TestGatewayAuditWithWrk -v -timeout=30m ./internal/app/
+//	FHIRGATE_WRK_SECONDS=3 go test -run=TestGatewayAuditWithWrk -v -timeout=30m ./internal/app/
 //
-// Each round runs at each connection count with audit off, durable into
-// SQLite, durable into files and queued for SQLite (audit.mode: async,
-// which tells the cost of waiting for the commit from the cost of
-// writing), one server per run, and logs each run's
-// requests/s and its ratio to audit off at the same connection count. It
-// then compares capacities: each mode's best rate over the round's
-// connection counts, against audit off's best. FHIRGATE_WRK_CONNS (a comma
-// list, default 64,256) and FHIRGATE_WRK_ROUNDS (default 3) change the
-// sweep. Each run also logs the server's CPU per request and how busy it
-// kept the machine; FHIRGATE_WRK_CPUPROFILE_DIR=DIR writes a CPU profile of
-// each run there.
+// At each connection count it starts four servers side by side: audit off,
+// durable into SQLite, durable into files, and queued for SQLite
+// (audit.mode: async, which tells the cost of waiting for the commit from
+// the cost of writing). It then drives them in turn, one wrk run of
+// FHIRGATE_WRK_SECONDS each, for FHIRGATE_WRK_ROUNDS rounds (default 6),
+// starting each round with a different server, so that a change in the
+// shared machine's load during the test falls on every mode alike instead
+// of on whichever ran last. Each mode's rate is its requests over its
+// seconds summed over the rounds; the test logs it, its ratio to audit
+// off, and the median and range of the rounds' own ratios. It then compares
+// capacities: each mode's rate at its best connection count, against audit
+// off's best. FHIRGATE_WRK_CONNS (a comma list, default 128,256) changes
+// the sweep; FHIRGATE_WRK_MODES (a comma list of mode names) keeps only
+// those modes besides audit off. Each run also logs the process's CPU per request, how busy it
+// kept the machine and the audit trail's commits;
+// FHIRGATE_WRK_CPUPROFILE_DIR=DIR writes a CPU profile of each run there.
 func TestGatewayAuditWithWrk(t *testing.T) {
 	secs := envCount(t, "FHIRGATE_WRK_SECONDS", 0)
 	if secs <= 0 {
@@ -44,58 +51,98 @@ func TestGatewayAuditWithWrk(t *testing.T) {
 	if err != nil {
 		t.Skip("wrk is not installed (apt-get install wrk)")
 	}
-	connCounts := envCounts(t, "FHIRGATE_WRK_CONNS", []int{64, 256})
-	rounds := envCount(t, "FHIRGATE_WRK_ROUNDS", 3)
+	connCounts := envCounts(t, "FHIRGATE_WRK_CONNS", []int{128, 256})
+	rounds := envCount(t, "FHIRGATE_WRK_ROUNDS", 6)
 	ehrURL := startDemoEHR(t)
-	modes := []struct{ name, sink, mode string }{{"audit-off", "log", "sync"}, {"audit-sync-sqlite", "store", "sync"},
+	modes := []wrkMode{{"audit-off", "log", "sync"}, {"audit-sync-sqlite", "store", "sync"},
 		{"audit-sync-file", "file", "sync"}, {"audit-async-sqlite", "store", "async"}}
-	for round := 1; round <= rounds; round++ {
-		best := map[string]float64{}
-		for _, conns := range connCounts {
-			var off float64
-			for _, m := range modes {
-				var rate float64
-				// A subtest each, so each server shuts down before the next starts.
-				t.Run(fmt.Sprintf("round%d/c%d/%s", round, conns, m.name), func(t *testing.T) {
-					rate = wrkGatewayRead(t, wrk, ehrURL, m.sink, m.mode, conns, secs)
-				})
-				if m.sink == "log" {
-					off = rate
+	if only := os.Getenv("FHIRGATE_WRK_MODES"); only != "" {
+		keep := strings.Split(only, ",")
+		modes = slices.DeleteFunc(modes, func(m wrkMode) bool { return m.name != "audit-off" && !slices.Contains(keep, m.name) })
+	}
+	best := map[string]float64{}
+	for _, conns := range connCounts {
+		// A subtest each, so the servers shut down before the next count starts.
+		t.Run(fmt.Sprintf("c%d", conns), func(t *testing.T) {
+			targets := make([]wrkTarget, len(modes))
+			for i, m := range modes {
+				targets[i] = startWrkTarget(t, ehrURL, m)
+			}
+			reqs := make([]float64, len(modes))
+			wall := make([]float64, len(modes))
+			ratios := make([][]float64, len(modes))
+			for round := range rounds {
+				rates := make([]float64, len(modes))
+				for k := range modes {
+					i := (round + k) % len(modes)
+					r := targets[i].run(t, wrk, conns, secs, fmt.Sprintf("r%d-c%d", round+1, conns))
+					reqs[i] += r.rate * r.wall.Seconds()
+					wall[i] += r.wall.Seconds()
+					rates[i] = r.rate
 				}
+				for i := range modes {
+					ratios[i] = append(ratios[i], rates[i]/rates[0])
+				}
+			}
+			for i, m := range modes {
+				rate := reqs[i] / wall[i]
 				best[m.name] = max(best[m.name], rate)
-				t.Logf("round %d c%d %-18s %8.0f req/s  ratio %.3f", round, conns, m.name, rate, rate/off)
+				rs := slices.Clone(ratios[i])
+				slices.Sort(rs)
+				t.Logf("c%d %-18s %8.0f req/s  ratio %.3f  (rounds: median %.3f, %.3f-%.3f)", conns, m.name, rate,
+					rate/(reqs[0]/wall[0]), median(rs), rs[0], rs[len(rs)-1])
 			}
-		}
-		if len(connCounts) > 1 {
-			for _, m := range modes {
-				t.Logf("round %d capacity %-18s %8.0f req/s  ratio %.3f", round, m.name, best[m.name], best[m.name]/best["audit-off"])
-			}
+		})
+	}
+	if len(connCounts) > 1 {
+		for _, m := range modes {
+			t.Logf("capacity %-18s %8.0f req/s  ratio %.3f", m.name, best[m.name], best[m.name]/best["audit-off"])
 		}
 	}
 }
 
-var wrkRate = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+// wrkMode is one audit configuration of TestGatewayAuditWithWrk.
+type wrkMode struct{ name, sink, mode string }
 
-// wrkGatewayRead starts a server whose audit trail goes to sink in mode
-// (sync: durable before the answer; async: queued), drives
-// patient-compartment reads through its gateway with wrk for secs seconds
-// over conns connections, and returns requests/s.
-func wrkGatewayRead(t *testing.T, wrk, upstream, sink, mode string, conns, secs int) float64 {
+// wrkTarget is a running server of one wrkMode and a token for its gateway.
+type wrkTarget struct {
+	mode  wrkMode
+	srv   *testServer
+	token string
+}
+
+// wrkResult is one wrk run's rate and its wall time.
+type wrkResult struct {
+	rate float64
+	wall time.Duration
+}
+
+// startWrkTarget starts a server whose audit trail goes to m.sink in m.mode
+// (sync: durable before the answer; async: queued), proxying upstream.
+func startWrkTarget(t *testing.T, upstream string, m wrkMode) wrkTarget {
 	t.Helper()
 	ov := map[string]string{"gateway.upstream": upstream, "gateway.upstream_auth": "basic:gw:ehr-secret",
 		"ratelimit.gateway_per_ip": "off", "ratelimit.gateway_per_client": "off", "ratelimit.gateway_per_user": "off",
 		"anomaly.rate_spike_action": "record"}
-	maps.Copy(ov, map[string]string{"audit.sink": sink, "audit.mode": mode})
+	maps.Copy(ov, map[string]string{"audit.sink": m.sink, "audit.mode": m.mode})
 	srv := startServer(t, ov)
 	tok, _, err := srv.app.tokens.AccessToken(token.AccessClaims{Subject: "bench-user", Audience: srv.app.FHIRBase(),
 		ClientID: "bench-client", Scope: "patient/*.rs", Patient: "pt-001", FHIRUser: "Patient/pt-001"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return wrkTarget{mode: m, srv: srv, token: tok}
+}
+
+// run drives patient-compartment reads through w's gateway with wrk for
+// secs seconds over conns connections and returns requests/s.
+func (w wrkTarget) run(t *testing.T, wrk string, conns, secs int, label string) wrkResult {
+	t.Helper()
+	commits0 := auditCommitStats(t, w.srv.app)
 	cpu0, wall0 := processCPU(t), time.Now()
-	stopProfile := startWrkProfile(t, fmt.Sprintf("%s-%s-c%d", sink, mode, conns))
+	stopProfile := startWrkProfile(t, fmt.Sprintf("%s-%s-%s", w.mode.name, w.mode.mode, label))
 	out, err := exec.Command(wrk, "-t2", "-c"+strconv.Itoa(conns), "-d"+strconv.Itoa(secs)+"s", "--timeout", "10s",
-		"-H", "Authorization: Bearer "+tok, srv.app.FHIRBase()+"/Observation/obs-001-01").CombinedOutput()
+		"-H", "Authorization: Bearer "+w.token, w.srv.app.FHIRBase()+"/Observation/obs-001-01").CombinedOutput()
 	stopProfile()
 	cpu, wall := processCPU(t)-cpu0, time.Since(wall0)
 	if err != nil {
@@ -109,14 +156,20 @@ func wrkGatewayRead(t *testing.T, wrk, upstream, sink, mode string, conns, secs 
 		t.Fatalf("no Requests/sec in wrk's output:\n%s", out)
 	}
 	rate, err := strconv.ParseFloat(string(m[1]), 64)
-	if err != nil {
-		t.Fatal(err)
+	if err != nil || rate <= 0 {
+		t.Fatalf("wrk rate %q: %v", m[1], err)
 	}
-	if rate > 0 {
-		t.Logf("server CPU %.0f µs/request, %.0f%% busy", cpu.Seconds()*1e6/(rate*wall.Seconds()), 100*cpu.Seconds()/wall.Seconds())
+	msg := fmt.Sprintf("%s %-18s %8.0f req/s  server CPU %.0f µs/request, %.0f%% busy", label, w.mode.name, rate,
+		cpu.Seconds()*1e6/(rate*wall.Seconds()), 100*cpu.Seconds()/wall.Seconds())
+	if c := auditCommitStats(t, w.srv.app).minus(commits0); c.commits > 0 {
+		msg += fmt.Sprintf("; audit %.0f commits/s, %.1f events/commit, %.2f ms/commit",
+			c.commits/wall.Seconds(), c.events/c.commits, 1000*c.seconds/c.commits)
 	}
-	return rate
+	t.Log(msg)
+	return wrkResult{rate: rate, wall: wall}
 }
+
+var wrkRate = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
 
 // startWrkProfile writes a CPU profile of one wrk run to
 // $FHIRGATE_WRK_CPUPROFILE_DIR/NAME.pprof when that variable is set; the
@@ -140,4 +193,34 @@ func startWrkProfile(t *testing.T, name string) func() {
 			t.Errorf("cpu profile: %v", err)
 		}
 	}
+}
+
+// commitStats sums the audit trail's commit histograms.
+type commitStats struct{ commits, events, seconds float64 }
+
+func (c commitStats) minus(o commitStats) commitStats {
+	return commitStats{c.commits - o.commits, c.events - o.events, c.seconds - o.seconds}
+}
+
+// auditCommitStats reads the audit commit count, events and time from a's
+// metrics registry.
+func auditCommitStats(t *testing.T, a *App) commitStats {
+	t.Helper()
+	mfs, err := a.prot.metrics.Prometheus().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c commitStats
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			h := m.GetHistogram()
+			switch mf.GetName() {
+			case metrics.Namespace + "_audit_commit_batch_size":
+				c.commits, c.events = float64(h.GetSampleCount()), h.GetSampleSum()
+			case metrics.Namespace + "_audit_commit_duration_seconds":
+				c.seconds = h.GetSampleSum()
+			}
+		}
+	}
+	return c
 }

@@ -72,6 +72,7 @@ type SQLite struct {
 // insertChunk is how many rows one multi-row INSERT carries.
 const insertChunk = 32
 
+// insertSQL is an INSERT of rows records.
 func insertSQL(rows int) string {
 	row := "(?" + repeat(", ?", recordParams-1) + ")"
 	return "INSERT INTO audit_records (" + recordColumns + ") VALUES " + row + repeat(", "+row, rows-1)
@@ -98,8 +99,14 @@ func openSQLiteEvery(ctx context.Context, path string, interval time.Duration) (
 	// The writer never checkpoints inside a commit (wal_autocheckpoint 0):
 	// that would stall every request waiting on the commit. A
 	// sqlitefile.Checkpointer does it in the background, and Append lets
-	// it catch up before each transaction.
-	w, err := sql.Open("sqlite", base+"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=wal_autocheckpoint(0)&_txlock=immediate")
+	// it catch up before each transaction. Its temporary files stay in
+	// memory (temp_store 2): a multi-row INSERT inside a transaction keeps
+	// a statement journal (the pages it changes, to undo that statement
+	// alone), which SQLite otherwise spills to a temporary file, a write
+	// system call per page; with many patients each commit changes many
+	// pages of the patient index (BenchmarkSQLiteAppend: a quarter less
+	// CPU per event at 1,000 patients).
+	w, err := sql.Open("sqlite", base+"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=wal_autocheckpoint(0)&_pragma=temp_store(2)&_txlock=immediate")
 	if err != nil {
 		return nil, errf("sqlite", "open", err)
 	}

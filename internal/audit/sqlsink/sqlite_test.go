@@ -278,3 +278,19 @@ func TestSQLiteQueryNeedsNoSort(t *testing.T) {
 		}
 	}
 }
+
+// TestSQLiteWriterKeepsTempInMemory: the write connection's statement
+// journals (one per multi-row INSERT inside Append's transaction) stay in
+// memory instead of being spilled to temporary files, page by page (see
+// OpenSQLite; BenchmarkSQLiteAppend measures the difference).
+func TestSQLiteWriterKeepsTempInMemory(t *testing.T) {
+	s := openSQLite(t, filepath.Join(t.TempDir(), "audit.db"))
+	defer s.Close()
+	var store int
+	if err := s.w.QueryRow("PRAGMA temp_store").Scan(&store); err != nil {
+		t.Fatal(err)
+	}
+	if store != 2 {
+		t.Fatalf("writer temp_store = %d, want 2 (MEMORY)", store)
+	}
+}
