@@ -22,7 +22,14 @@ import (
 // and returns its URL.
 func startDemoEHR(t testing.TB) string {
 	t.Helper()
-	ehr, err := demoehr.New(demoehr.Options{Username: "gw", Password: "ehr-secret"})
+	return startDemoEHRWith(t, 0)
+}
+
+// startDemoEHRWith serves the demo EHR seeded with patients synthetic
+// patients (demoehr.DefaultPatients when 0) until t ends and returns its URL.
+func startDemoEHRWith(t testing.TB, patients int) string {
+	t.Helper()
+	ehr, err := demoehr.New(demoehr.Options{Username: "gw", Password: "ehr-secret", Patients: patients})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,10 @@ package app
 
 import (
 	"fmt"
+	"io"
 	"maps"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fhirgate/fhirgate/internal/demoehr"
 	"github.com/fhirgate/fhirgate/internal/metrics"
 	"github.com/fhirgate/fhirgate/internal/token"
 )
@@ -39,8 +43,13 @@ import (
 // capacities: each mode's rate at its best connection count, against audit
 // off's best. FHIRGATE_WRK_CONNS (a comma list, default 128,256) changes
 // the sweep; FHIRGATE_WRK_MODES (a comma list of mode names) keeps only
-// those modes besides audit off. Each run also logs the process's CPU per request, how busy it
-// kept the machine and the audit trail's commits;
+// those modes besides audit off. By default every request reads one
+// Observation of one patient; FHIRGATE_WRK_PATIENTS=N (N > 1) seeds the
+// demo EHR with N patients, gives each its own token and has wrk read a
+// random one's Patient resource each time (a Lua script), as a hospital's
+// traffic spreads over many patients' compartments. Each run also logs
+// the process's CPU per request, how busy it kept the machine and the
+// audit trail's commits;
 // FHIRGATE_WRK_CPUPROFILE_DIR=DIR writes a CPU profile of each run there.
 func TestGatewayAuditWithWrk(t *testing.T) {
 	secs := envCount(t, "FHIRGATE_WRK_SECONDS", 0)
@@ -53,7 +62,8 @@ func TestGatewayAuditWithWrk(t *testing.T) {
 	}
 	connCounts := envCounts(t, "FHIRGATE_WRK_CONNS", []int{128, 256})
 	rounds := envCount(t, "FHIRGATE_WRK_ROUNDS", 6)
-	ehrURL := startDemoEHR(t)
+	patients := envCount(t, "FHIRGATE_WRK_PATIENTS", 1)
+	ehrURL := startDemoEHRWith(t, max(patients, demoehr.DefaultPatients))
 	modes := []wrkMode{{"audit-off", "log", "sync"}, {"audit-sync-sqlite", "store", "sync"},
 		{"audit-sync-file", "file", "sync"}, {"audit-async-sqlite", "store", "async"}}
 	if only := os.Getenv("FHIRGATE_WRK_MODES"); only != "" {
@@ -66,7 +76,7 @@ func TestGatewayAuditWithWrk(t *testing.T) {
 		t.Run(fmt.Sprintf("c%d", conns), func(t *testing.T) {
 			targets := make([]wrkTarget, len(modes))
 			for i, m := range modes {
-				targets[i] = startWrkTarget(t, ehrURL, m)
+				targets[i] = startWrkTarget(t, ehrURL, m, patients)
 			}
 			reqs := make([]float64, len(modes))
 			wall := make([]float64, len(modes))
@@ -104,11 +114,11 @@ func TestGatewayAuditWithWrk(t *testing.T) {
 // wrkMode is one audit configuration of TestGatewayAuditWithWrk.
 type wrkMode struct{ name, sink, mode string }
 
-// wrkTarget is a running server of one wrkMode and a token for its gateway.
+// wrkTarget is a running server of one wrkMode and what wrk sends it.
 type wrkTarget struct {
-	mode  wrkMode
-	srv   *testServer
-	token string
+	mode wrkMode
+	srv  *testServer
+	args []string // wrk's arguments after its options: a token header and a URL, or a script and a URL
 }
 
 // wrkResult is one wrk run's rate and its wall time.
@@ -118,20 +128,65 @@ type wrkResult struct {
 }
 
 // startWrkTarget starts a server whose audit trail goes to m.sink in m.mode
-// (sync: durable before the answer; async: queued), proxying upstream.
-func startWrkTarget(t *testing.T, upstream string, m wrkMode) wrkTarget {
+// (sync: durable before the answer; async: queued), proxying upstream, and
+// prepares wrk's requests: one patient's Observation, or with patients > 1
+// a random patient's own record, each with that patient's token.
+func startWrkTarget(t *testing.T, upstream string, m wrkMode, patients int) wrkTarget {
 	t.Helper()
 	ov := map[string]string{"gateway.upstream": upstream, "gateway.upstream_auth": "basic:gw:ehr-secret",
 		"ratelimit.gateway_per_ip": "off", "ratelimit.gateway_per_client": "off", "ratelimit.gateway_per_user": "off",
 		"anomaly.rate_spike_action": "record"}
 	maps.Copy(ov, map[string]string{"audit.sink": m.sink, "audit.mode": m.mode})
 	srv := startServer(t, ov)
-	tok, _, err := srv.app.tokens.AccessToken(token.AccessClaims{Subject: "bench-user", Audience: srv.app.FHIRBase(),
-		ClientID: "bench-client", Scope: "patient/*.rs", Patient: "pt-001", FHIRUser: "Patient/pt-001"})
+	mint := func(patient string) string {
+		tok, _, err := srv.app.tokens.AccessToken(token.AccessClaims{Subject: "bench-user-" + patient, Audience: srv.app.FHIRBase(),
+			ClientID: "bench-client", Scope: "patient/*.rs", Patient: patient, FHIRUser: "Patient/" + patient})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	if patients <= 1 {
+		return wrkTarget{mode: m, srv: srv, args: []string{"-H", "Authorization: Bearer " + mint("pt-001"),
+			srv.app.FHIRBase() + "/Observation/obs-001-01"}}
+	}
+	base, err := url.Parse(srv.app.FHIRBase())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return wrkTarget{mode: m, srv: srv, token: tok}
+	var lua strings.Builder
+	// wrk.format takes the Host header from the URL only once a thread is
+	// set up: build the requests in init.
+	lua.WriteString("local paths, tokens = {}, {}\n")
+	for n := 1; n <= patients; n++ {
+		id := demoehr.PatientID(n)
+		tok := mint(id)
+		if n == 1 {
+			req, _ := http.NewRequest(http.MethodGet, srv.app.FHIRBase()+"/Patient/"+id, nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("GET Patient/%s: %d %s", id, resp.StatusCode, body)
+			}
+		}
+		fmt.Fprintf(&lua, "paths[%d], tokens[%d] = %q, %q\n", n, n, base.Path+"/Patient/"+id, "Bearer "+tok)
+	}
+	lua.WriteString(`local reqs = {}
+init = function(args)
+  for i = 1, #paths do reqs[i] = wrk.format("GET", paths[i], {["Authorization"] = tokens[i]}) end
+end
+request = function() return reqs[math.random(#reqs)] end
+`)
+	script := filepath.Join(t.TempDir(), "patients.lua")
+	if err := os.WriteFile(script, []byte(lua.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return wrkTarget{mode: m, srv: srv, args: []string{"-s", script, srv.app.FHIRBase()}}
 }
 
 // run drives patient-compartment reads through w's gateway with wrk for
@@ -141,8 +196,8 @@ func (w wrkTarget) run(t *testing.T, wrk string, conns, secs int, label string) 
 	commits0 := auditCommitStats(t, w.srv.app)
 	cpu0, wall0 := processCPU(t), time.Now()
 	stopProfile := startWrkProfile(t, fmt.Sprintf("%s-%s-%s", w.mode.name, w.mode.mode, label))
-	out, err := exec.Command(wrk, "-t2", "-c"+strconv.Itoa(conns), "-d"+strconv.Itoa(secs)+"s", "--timeout", "10s",
-		"-H", "Authorization: Bearer "+w.token, w.srv.app.FHIRBase()+"/Observation/obs-001-01").CombinedOutput()
+	out, err := exec.Command(wrk, append([]string{"-t2", "-c" + strconv.Itoa(conns), "-d" + strconv.Itoa(secs) + "s",
+		"--timeout", "10s"}, w.args...)...).CombinedOutput()
 	stopProfile()
 	cpu, wall := processCPU(t)-cpu0, time.Since(wall0)
 	if err != nil {
