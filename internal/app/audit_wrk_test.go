@@ -195,7 +195,7 @@ func (w wrkTarget) run(t *testing.T, wrk string, conns, secs int, label string) 
 	t.Helper()
 	commits0 := auditCommitStats(t, w.srv.app)
 	cpu0, wall0 := processCPU(t), time.Now()
-	stopProfile := startWrkProfile(t, fmt.Sprintf("%s-%s-%s", w.mode.name, w.mode.mode, label))
+	stopProfile := startWrkProfile(t, w.mode.name+"-"+label)
 	out, err := exec.Command(wrk, append([]string{"-t2", "-c" + strconv.Itoa(conns), "-d" + strconv.Itoa(secs) + "s",
 		"--timeout", "10s"}, w.args...)...).CombinedOutput()
 	stopProfile()
