@@ -91,7 +91,17 @@ func TestAuditTamperDetected(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := db.Exec("UPDATE audit_records SET client_id = 'someone-else' WHERE node = 'node-a' AND id & 0xFFFFFFFFFFF = 2"); err != nil {
+	// Record 2 names client-b; rename it to another name of the same length
+	// inside its stored block, which still decodes.
+	var id int64
+	var body []byte
+	if err := db.QueryRow("SELECT id, body FROM audit_blocks WHERE id & 0xFFFFFFFFFFF <= 2 AND last >= 2").Scan(&id, &body); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(body, []byte("client-b")) {
+		t.Fatalf("block %d does not hold client-b", id)
+	}
+	if _, err := db.Exec("UPDATE audit_blocks SET body = ? WHERE id = ?", bytes.ReplaceAll(body, []byte("client-b"), []byte("client-z")), id); err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer

@@ -6,8 +6,9 @@
 // transaction). Both create their tables with idempotent DDL when opened.
 //
 // On PostgreSQL each entry is one row of audit_events with a column per
-// field, unique on (node, seq); SQLite keeps the lighter layout of
-// audit_records (see record.go), which costs less to insert. Checkpoints
+// field, unique on (node, seq); SQLite keeps runs of a node's entries in
+// blocks, a row each in audit_blocks with a patient index beside it (see
+// block.go), which costs its writer far less per event. Checkpoints
 // are rows of audit_checkpoints. Times are stored as integer unix
 // microseconds (UTC) so both dialects share one encoding.
 package sqlsink

@@ -70,20 +70,96 @@ func writeV1(t *testing.T, path, node string, n, cpEvery int) []chain.Entry {
 	return out
 }
 
-// A file in the first layout is converted when opened: every entry keeps
-// its content and hash, chains verify, the old table is gone, queries and
-// new appends work on the converted records.
-func TestSQLiteConvertsFirstLayout(t *testing.T) {
+// v2DDL is the second layout of the SQLite sink (a row per entry in
+// audit_records), as the eighth and ninth sessions' versions created it.
+const v2DDL = `
+CREATE TABLE IF NOT EXISTS audit_nodes (node_no INTEGER PRIMARY KEY, node TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS audit_records (
+	id INTEGER PRIMARY KEY, node TEXT NOT NULL, time_us INTEGER NOT NULL, action TEXT NOT NULL,
+	outcome TEXT NOT NULL, user_id TEXT NOT NULL, fhir_user TEXT NOT NULL, client_id TEXT NOT NULL,
+	patient TEXT NOT NULL, hash BLOB NOT NULL, body BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_records_time ON audit_records (time_us, node);
+CREATE INDEX IF NOT EXISTS audit_records_patient ON audit_records (patient, time_us) WHERE patient <> '';
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+	node TEXT NOT NULL, seq INTEGER NOT NULL, hash BLOB NOT NULL, time_us INTEGER NOT NULL, signature TEXT NOT NULL,
+	PRIMARY KEY (node, seq)
+);`
+
+// writeV2 is writeV1 for the second layout.
+func writeV2(t *testing.T, path, node string, n, cpEvery int) []chain.Entry {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(v2DDL); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec("INSERT INTO audit_nodes (node) VALUES (?)", node); err != nil {
+		t.Fatal(err)
+	}
+	var num int64
+	if err := tx.QueryRow("SELECT node_no FROM audit_nodes WHERE node = ?", node).Scan(&num); err != nil {
+		t.Fatal(err)
+	}
+	var prev *chain.Entry
+	var out []chain.Entry
+	base := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	for i := range n {
+		e := chain.Link(node, prev, audittest.SampleEvent(i, base.Add(time.Duration(i)*time.Millisecond)))
+		id, err := rowID(num, e.Seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev := e.Event
+		if _, err := tx.Exec("INSERT INTO audit_records ("+recordColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+			id, node, ev.Time.UnixMicro(), string(ev.Action), string(ev.Outcome), ev.UserID, ev.FHIRUser, ev.ClientID, ev.Patient, e.Hash, encodeBody(nil, e)); err != nil {
+			t.Fatal(err)
+		}
+		if cpEvery > 0 && (i+1)%cpEvery == 0 {
+			if _, err := tx.Exec("INSERT INTO audit_checkpoints (node, seq, hash, time_us, signature) VALUES (?, ?, ?, ?, '')", node, int64(e.Seq), e.Hash, base.UnixMicro()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out = append(out, e)
+		prev = &out[len(out)-1]
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// A file in the first or the second layout is converted when opened: every
+// entry keeps its content and hash, chains verify, the old table is gone,
+// queries and new appends work on the converted records.
+func TestSQLiteConvertsEarlierLayouts(t *testing.T) {
+	for _, tc := range []struct {
+		name, table string
+		write       func(t *testing.T, path, node string, n, cpEvery int) []chain.Entry
+	}{{"first", "audit_events", writeV1}, {"second", "audit_records", writeV2}} {
+		t.Run(tc.name, func(t *testing.T) { testConversion(t, tc.table, tc.write) })
+	}
+}
+
+func testConversion(t *testing.T, table string, write func(t *testing.T, path, node string, n, cpEvery int) []chain.Entry) {
 	ctx := context.Background()
 	p := filepath.Join(t.TempDir(), "audit.db")
-	a := writeV1(t, p, "node-a", 2*convertChunk+7, 500) // several read chunks
-	b := writeV1(t, p, "node-b", 5, 0)
+	a := write(t, p, "node-a", 2*convertChunk+7, 500) // several read chunks
+	b := write(t, p, "node-b", 5, 0)
 	s := openSQLite(t, p) // closed below, before reopening
 	if n := s.Converted(); n != int64(len(a)+len(b)) {
 		t.Fatalf("Converted() = %d, want %d", n, len(a)+len(b))
 	}
 	var tables int
-	if err := s.r.QueryRow("SELECT count(*) FROM sqlite_master WHERE name = 'audit_events'").Scan(&tables); err != nil || tables != 0 {
+	if err := s.r.QueryRow("SELECT count(*) FROM sqlite_master WHERE name = ?", table).Scan(&tables); err != nil || tables != 0 {
 		t.Fatalf("old table still there (%d, %v)", tables, err)
 	}
 	rep, err := chain.Verify(ctx, s, chain.VerifyOptions{})
@@ -149,37 +225,57 @@ func TestSQLiteConversionKeepsTamperEvidence(t *testing.T) {
 	}
 }
 
-// A record whose body was overwritten is reported as altered by Verify, and
-// a query that reaches it fails rather than returning partial fields. That
-// includes a body that still decodes to the same content but is not its
-// canonical encoding (an overlong length): fhirgate never writes one.
-func TestSQLiteDamagedBody(t *testing.T) {
+// A block whose body was overwritten is reported by Verify as an altered
+// record (its first), and a query that reaches it fails rather than
+// returning partial fields. That includes a body that still decodes to the
+// same content but is not its canonical encoding (an overlong length, in
+// the block or in an entry's own body): fhirgate never writes one.
+func TestSQLiteDamagedBlock(t *testing.T) {
 	ctx := context.Background()
 	s := openSQLite(t, filepath.Join(t.TempDir(), "audit.db"))
 	defer s.Close()
 	var prev *chain.Entry
-	var third chain.Entry
-	for i := range 5 {
+	var all []chain.Entry
+	for i := range 9 {
 		e := chain.Link("n1", prev, audittest.SampleEvent(i, time.Now()))
-		if err := s.Append(ctx, []chain.Entry{e}); err != nil {
+		all = append(all, e)
+		prev = &all[len(all)-1]
+	}
+	// Blocks [1..2], [3..5], [6..9].
+	for _, b := range [][]chain.Entry{all[:2], all[2:5], all[5:]} {
+		if err := s.Append(ctx, b); err != nil {
 			t.Fatal(err)
 		}
-		if e.Seq == 3 {
-			third = e
+	}
+	canonical := encodeBlock(nil, all[2:5])
+	if _, err := decodeBlock("n1", 3, 5, canonical); err != nil {
+		t.Fatalf("canonical block: %v", err)
+	}
+	// The first entry's time is a one-byte varint: spell it with two.
+	overlongTime := append([]byte{blockVersion, canonical[1] | 0x80, 0x00}, canonical[2:]...)
+	if canonical[1]&0x80 == 0 {
+		t.Fatal("time varint is one byte; pick another overlong spelling")
+	}
+	inner := encodeBody(nil, all[2])
+	if inner[1] != 32 {
+		t.Fatalf("entry body starts %x, want the 32-byte previous hash's length", inner[:2])
+	}
+	overlongInner := append([]byte{inner[0], 0x80 | 32, 0x00}, inner[2:]...)
+	var innerBlock []byte
+	innerBlock = append(innerBlock, blockVersion)
+	// Rebuild the block by hand with the second spelling of entry 3's body.
+	for i, e := range all[2:5] {
+		one := encodeBlock(nil, []chain.Entry{e})[1:]
+		if i == 0 {
+			body := encodeBody(nil, e)
+			one = one[:len(one)-len(body)-1] // drop its length-prefixed body (under 128 bytes: a 1-byte length)
+			one = appendString(one, string(overlongInner))
 		}
-		prev = &e
+		innerBlock = append(innerBlock, one...)
 	}
-	canonical := encodeBody(nil, third)
-	if canonical[1] != 32 {
-		t.Fatalf("body starts %x, want the 32-byte previous hash's length", canonical[:2])
-	}
-	overlong := append([]byte{canonical[0], 0x80 | 32, 0x00}, canonical[2:]...)
-	var same chain.Entry
-	if err := decodeBody(overlong, &same); !errors.Is(err, errBody) {
-		t.Fatalf("overlong body decoded: %v", err)
-	}
-	for _, body := range [][]byte{{}, {1}, {2}, {1, 0xff}, overlong} {
-		if _, err := s.w.Exec("UPDATE audit_records SET body = ? WHERE id = (SELECT max(id) - 2 FROM audit_records)", body); err != nil {
+	wrongCount := encodeBlock(nil, all[2:4]) // two entries where the row says three
+	for _, body := range [][]byte{{}, {blockVersion}, {2}, {blockVersion, 0xff}, {damagedBlock, 1, 2}, overlongTime, innerBlock, wrongCount, append(canonical[:len(canonical):len(canonical)], 0)} {
+		if _, err := s.w.Exec("UPDATE audit_blocks SET body = ? WHERE id & ? = 3", body, int64(seqMask)); err != nil {
 			t.Fatal(err)
 		}
 		rep, err := chain.Verify(ctx, s, chain.VerifyOptions{})
@@ -189,6 +285,12 @@ func TestSQLiteDamagedBody(t *testing.T) {
 		if _, err := s.Query(ctx, chain.Filter{}); !errors.Is(err, errBody) {
 			t.Fatalf("body %x: query: %v, want errBody", body, err)
 		}
+	}
+	if _, err := s.w.Exec("UPDATE audit_blocks SET body = ? WHERE id & ? = 3", canonical, int64(seqMask)); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := chain.Verify(ctx, s, chain.VerifyOptions{}); err != nil || !rep.OK() || rep.Nodes[0].Records != 9 {
+		t.Fatalf("restored block: verify %+v %v", rep, err)
 	}
 }
 
@@ -225,6 +327,34 @@ func FuzzDecodeBody(f *testing.F) {
 		// Whatever decodes encodes back to the same bytes.
 		if again := encodeBody(nil, got); string(again) != string(b) {
 			t.Fatalf("decode/encode changed %x into %x", b, again)
+		}
+	})
+}
+
+// go test -run '^$' -fuzz FuzzDecodeBlock ./internal/audit/sqlsink
+func FuzzDecodeBlock(f *testing.F) {
+	var es []chain.Entry
+	var prev *chain.Entry
+	for i := range 3 {
+		e := chain.Link("n1", prev, audittest.SampleEvent(i, time.Now()))
+		es = append(es, e)
+		prev = &es[len(es)-1]
+	}
+	f.Add(uint8(3), encodeBlock(nil, es))
+	f.Add(uint8(1), encodeBlock(nil, es[:1]))
+	f.Add(uint8(1), []byte{blockVersion})
+	f.Add(uint8(2), []byte{blockVersion, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
+	f.Fuzz(func(t *testing.T, n uint8, b []byte) {
+		got, err := decodeBlock("n1", 1, uint64(n), b)
+		if err != nil {
+			if !errors.Is(err, errBody) {
+				t.Fatalf("error %v does not wrap errBody", err)
+			}
+			return
+		}
+		// Whatever decodes encodes back to the same bytes.
+		if again := encodeBlock(nil, got); string(again) != string(b) || len(got) != int(n) {
+			t.Fatalf("decode/encode changed %x into %x (%d entries)", b, again, len(got))
 		}
 	})
 }

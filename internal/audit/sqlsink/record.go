@@ -9,12 +9,11 @@ import (
 	"github.com/fhirgate/fhirgate/internal/audit/chain"
 )
 
-// The SQLite sink stores an entry as one row of audit_records whose rowid
-// packs the node's number (audit_nodes) above the entry's sequence number,
-// so the primary key itself keeps (node, seq) unique and orders a node's
-// chain, with no separate index. The fields the admin queries filter on are
-// columns; the others, and the previous hash, travel in one body BLOB. Both
-// are covered by the entry's hash, so editing either breaks the chain.
+// Rowids of the SQLite sink (blocks now, and audit_records of the second
+// layout) pack the node's number (audit_nodes) above a sequence number, so
+// the primary key orders a node's chain with no separate index. An entry's
+// body (encodeBody) holds its previous hash and the event fields the admin
+// queries do not filter on; a block stores it beside the others.
 
 // seqBits is how many low bits of a rowid hold the sequence number: 2^44
 // entries per node (over 27 years at 20,000 events a second), and 2^19

@@ -1,11 +1,14 @@
 package sqlsink
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -13,33 +16,30 @@ import (
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
-	"github.com/fhirgate/fhirgate/internal/audit"
 	"github.com/fhirgate/fhirgate/internal/audit/chain"
 	"github.com/fhirgate/fhirgate/internal/sqlitefile"
 )
 
-// sqliteDDL creates the tables of the SQLite sink (see record.go for the
-// row layout).
+// sqliteDDL creates the tables of the SQLite sink (see block.go for the
+// layout of a block).
 const sqliteDDL = `
 CREATE TABLE IF NOT EXISTS audit_nodes (
 	node_no INTEGER PRIMARY KEY,
 	node    TEXT NOT NULL UNIQUE
 );
-CREATE TABLE IF NOT EXISTS audit_records (
-	id        INTEGER PRIMARY KEY, -- node_no << 44 | seq
-	node      TEXT    NOT NULL,
-	time_us   INTEGER NOT NULL,
-	action    TEXT    NOT NULL,
-	outcome   TEXT    NOT NULL,
-	user_id   TEXT    NOT NULL,
-	fhir_user TEXT    NOT NULL,
-	client_id TEXT    NOT NULL,
-	patient   TEXT    NOT NULL,
-	hash      BLOB    NOT NULL,
-	body      BLOB    NOT NULL
+CREATE TABLE IF NOT EXISTS audit_blocks (
+	id    INTEGER PRIMARY KEY, -- node_no << 44 | seq of the block's first entry
+	last  INTEGER NOT NULL,    -- seq of its last entry
+	t_min INTEGER NOT NULL,    -- its earliest entry time, unix microseconds
+	body  BLOB    NOT NULL     -- its entries
 );
-CREATE INDEX IF NOT EXISTS audit_records_time ON audit_records (time_us, node);
-CREATE INDEX IF NOT EXISTS audit_records_patient ON audit_records (patient, time_us) WHERE patient <> '';
+CREATE INDEX IF NOT EXISTS audit_blocks_time ON audit_blocks (t_min);
+CREATE TABLE IF NOT EXISTS audit_block_patients (
+	patient TEXT    NOT NULL,
+	t_min   INTEGER NOT NULL, -- the block's
+	block   INTEGER NOT NULL,
+	PRIMARY KEY (patient, t_min, block)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
 	node      TEXT    NOT NULL,
 	seq       INTEGER NOT NULL,
@@ -49,33 +49,32 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
 	PRIMARY KEY (node, seq)
 );`
 
-// recordColumns of audit_records in insert and select order.
-const recordColumns = "id, node, time_us, action, outcome, user_id, fhir_user, client_id, patient, hash, body"
+// Statements of the block layout.
+const (
+	insertBlockSQL   = "INSERT INTO audit_blocks (id, last, t_min, body) VALUES (?, ?, ?, ?)"
+	insertPatientSQL = "INSERT OR IGNORE INTO audit_block_patients (patient, t_min, block) VALUES (?, ?, ?)"
+	lastSeqSQL       = "SELECT last FROM audit_blocks WHERE id >= ? AND id < ? ORDER BY id DESC LIMIT 1"
+)
 
-// recordParams is the number of recordColumns.
-const recordParams = 11
+// blockStmts are the writer's prepared statements (nil inside migrations,
+// which run before they are prepared).
+type blockStmts struct {
+	insBlock, insPatient, lastSeq *sql.Stmt
+}
 
-// SQLite is a chain.Sink in the tables audit_nodes, audit_records and
-// audit_checkpoints of a SQLite database file. It is safe for concurrent use.
+// SQLite is a chain.Sink in the tables audit_nodes, audit_blocks,
+// audit_block_patients and audit_checkpoints of a SQLite database file. It is
+// safe for concurrent use.
 type SQLite struct {
 	w, r *sql.DB
-	ins  [insertChunk + 1]*sql.Stmt // ins[n] inserts n rows (n >= 1)
+	st   *blockStmts
 
 	ckpt *sqlitefile.Checkpointer // copies the WAL into the file off the commit path
 
 	mu    sync.Mutex
 	nodes map[string]int64 // node numbers known to be committed
 
-	converted int64 // entries converted from the first layout when opened
-}
-
-// insertChunk is how many rows one multi-row INSERT carries.
-const insertChunk = 32
-
-// insertSQL is an INSERT of rows records.
-func insertSQL(rows int) string {
-	row := "(?" + repeat(", ?", recordParams-1) + ")"
-	return "INSERT INTO audit_records (" + recordColumns + ") VALUES " + row + repeat(", "+row, rows-1)
+	converted int64 // entries converted from an earlier layout when opened
 }
 
 var _ chain.Sink = (*SQLite)(nil)
@@ -119,8 +118,12 @@ func openSQLiteEvery(ctx context.Context, path string, interval time.Duration) (
 		w.Close()
 		return nil, err
 	}
-	for n := 1; n <= insertChunk; n++ {
-		if s.ins[n], err = w.PrepareContext(ctx, insertSQL(n)); err != nil {
+	s.st = &blockStmts{}
+	for _, p := range []struct {
+		st  **sql.Stmt
+		sql string
+	}{{&s.st.insBlock, insertBlockSQL}, {&s.st.insPatient, insertPatientSQL}, {&s.st.lastSeq, lastSeqSQL}} {
+		if *p.st, err = w.PrepareContext(ctx, p.sql); err != nil {
 			w.Close() // closes the statements prepared so far
 			return nil, errf("sqlite", "prepare", err)
 		}
@@ -169,6 +172,11 @@ func (s *SQLite) migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	n2, err := convertV2(ctx, tx)
+	if err != nil {
+		return err
+	}
+	n += n2
 	if err := tx.Commit(); err != nil {
 		return errf("sqlite", "create tables", err)
 	}
@@ -176,9 +184,10 @@ func (s *SQLite) migrate(ctx context.Context) error {
 	return nil
 }
 
-// Converted reports how many entries opening the file converted from the
-// first layout (one column per field in audit_events) into audit_records;
-// 0 when the file was already in the current layout.
+// Converted reports how many entries opening the file converted from an
+// earlier layout (one column per field in audit_events, or a row per entry
+// in audit_records) into blocks; 0 when the file was already in the current
+// layout.
 func (s *SQLite) Converted() int64 { return s.converted }
 
 // Close implements chain.Sink.
@@ -187,9 +196,11 @@ func (s *SQLite) Close() error {
 	if s.ckpt != nil {
 		errs = append(errs, s.ckpt.Close())
 	}
-	for _, st := range s.ins {
-		if st != nil {
-			errs = append(errs, st.Close())
+	if s.st != nil {
+		for _, st := range []*sql.Stmt{s.st.insBlock, s.st.insPatient, s.st.lastSeq} {
+			if st != nil {
+				errs = append(errs, st.Close())
+			}
 		}
 	}
 	if s.r != nil {
@@ -198,7 +209,8 @@ func (s *SQLite) Close() error {
 	return errors.Join(append(errs, s.w.Close())...)
 }
 
-// Append implements chain.Sink: one IMMEDIATE transaction, fsynced on commit.
+// Append implements chain.Sink: one IMMEDIATE transaction, fsynced on
+// commit, writing the entries as blocks.
 func (s *SQLite) Append(ctx context.Context, entries []chain.Entry) error {
 	if len(entries) == 0 {
 		return nil
@@ -214,7 +226,7 @@ func (s *SQLite) Append(ctx context.Context, entries []chain.Entry) error {
 	if err != nil {
 		return err
 	}
-	if err := insertRecords(ctx, tx, s.ins[:], num, entries); err != nil {
+	if err := appendBlocks(ctx, tx, s.st, num, entries, true); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
@@ -228,43 +240,77 @@ func (s *SQLite) Append(ctx context.Context, entries []chain.Entry) error {
 	return nil
 }
 
-// insertRecords inserts entries, all of the node numbered num, with
-// multi-row INSERTs of up to insertChunk rows (one statement per chunk costs
-// much less than one per row); ins[n], when set, is a prepared n-row INSERT.
-func insertRecords(ctx context.Context, tx *sql.Tx, ins []*sql.Stmt, num int64, entries []chain.Entry) error {
-	args := make([]any, 0, min(len(entries), insertChunk)*recordParams)
-	var body []byte
-	for len(entries) > 0 {
-		n := min(len(entries), insertChunk)
-		args = args[:0]
-		for _, e := range entries[:n] {
-			if e.Node != entries[0].Node {
-				return fmt.Errorf("audit sqlite: append: one batch holds nodes %q and %q", entries[0].Node, e.Node)
-			}
-			id, err := rowID(num, e.Seq)
-			if err != nil {
-				return fmt.Errorf("audit sqlite: append: node %q: %w", e.Node, err)
-			}
-			ev := &e.Event
-			us := int64(0)
-			if !ev.Time.IsZero() {
-				us = ev.Time.UnixMicro()
-			}
-			start := len(body)
-			body = encodeBody(body, e)
-			args = append(args, id, e.Node, us, string(ev.Action), string(ev.Outcome),
-				ev.UserID, ev.FHIRUser, ev.ClientID, ev.Patient, e.Hash, body[start:len(body):len(body)])
+// appendBlocks writes entries, all of the node numbered num, as blocks
+// (splitBlocks) with their patient-index rows. With check set it refuses
+// (chain.ErrConflict) an entry whose sequence number is not above every one
+// the node already has: a second writer on the same chain. st, when not
+// nil, holds the prepared statements.
+func appendBlocks(ctx context.Context, tx *sql.Tx, st *blockStmts, num int64, entries []chain.Entry, check bool) error {
+	node := entries[0].Node
+	for i := range entries {
+		if entries[i].Node != node {
+			return fmt.Errorf("audit sqlite: append: one batch holds nodes %q and %q", node, entries[i].Node)
 		}
+	}
+	exec := func(stmt *sql.Stmt, query string, args ...any) error {
 		var err error
-		if n < len(ins) && ins[n] != nil {
-			_, err = tx.StmtContext(ctx, ins[n]).ExecContext(ctx, args...)
+		if st != nil {
+			_, err = tx.StmtContext(ctx, stmt).ExecContext(ctx, args...)
 		} else {
-			_, err = tx.ExecContext(ctx, insertSQL(n), args...)
+			_, err = tx.ExecContext(ctx, query, args...)
+		}
+		return err
+	}
+	var last uint64
+	if check {
+		var row *sql.Row
+		lo, hi := num<<seqBits, (num+1)<<seqBits
+		if st != nil {
+			row = tx.StmtContext(ctx, st.lastSeq).QueryRowContext(ctx, lo, hi)
+		} else {
+			row = tx.QueryRowContext(ctx, lastSeqSQL, lo, hi)
+		}
+		var l int64
+		if err := row.Scan(&l); err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return errf("sqlite", "append: read head", err)
+		}
+		last = uint64(l)
+	}
+	var (
+		body                 []byte
+		patients             []string
+		insBlock, insPatient *sql.Stmt
+	)
+	if st != nil {
+		insBlock, insPatient = st.insBlock, st.insPatient
+	}
+	for _, b := range splitBlocks(entries) {
+		first, end := b[0].Seq, b[len(b)-1].Seq
+		if check && first <= last {
+			return fmt.Errorf("audit sqlite: append: node %q record %d: %w", node, first, chain.ErrConflict)
+		}
+		id, err := rowID(num, first)
+		if err == nil {
+			_, err = rowID(num, end)
 		}
 		if err != nil {
+			return fmt.Errorf("audit sqlite: append: node %q: %w", node, err)
+		}
+		tmin := blockMinTime(b)
+		body = encodeBlock(body[:0], b)
+		if err := exec(insBlock, insertBlockSQL, id, int64(end), tmin, body); err != nil {
 			return sqliteErr("append", err)
 		}
-		entries = entries[n:]
+		patients = patients[:0]
+		for i := range b {
+			if p := b[i].Event.Patient; p != "" && !slices.Contains(patients, p) {
+				patients = append(patients, p)
+				if err := exec(insPatient, insertPatientSQL, p, tmin, id); err != nil {
+					return sqliteErr("append", err)
+				}
+			}
+		}
+		last = end
 	}
 	return nil
 }
@@ -331,15 +377,22 @@ var (
 // Head implements chain.Sink. It reads through the write connection so it
 // sees every commit of this process.
 func (s *SQLite) Head(ctx context.Context, node string) (chain.Entry, bool, error) {
-	row := s.w.QueryRowContext(ctx, "SELECT "+recordColumns+" FROM audit_records WHERE "+nodeRange+" ORDER BY id DESC LIMIT 1", node)
-	e, err := scanRecord(row)
+	var (
+		id, last int64
+		body     []byte
+	)
+	err := s.w.QueryRowContext(ctx, "SELECT id, last, body FROM audit_blocks WHERE "+nodeRange+" ORDER BY id DESC LIMIT 1", node).Scan(&id, &last, &body)
 	if errors.Is(err, sql.ErrNoRows) {
 		return chain.Entry{}, false, nil
 	}
 	if err != nil {
-		return e, false, errf("sqlite", "head", err)
+		return chain.Entry{}, false, errf("sqlite", "head", err)
 	}
-	return e, true, nil
+	es, err := decodeBlock(node, seqOf(id), uint64(last), body)
+	if err != nil {
+		return chain.Entry{}, false, errf("sqlite", "head", err)
+	}
+	return es[len(es)-1], true, nil
 }
 
 // Nodes implements chain.Source.
@@ -360,48 +413,35 @@ func (s *SQLite) Nodes(ctx context.Context) ([]string, error) {
 	return out, rows.Err()
 }
 
-// Scan implements chain.Source, in sequence order. A record whose body does
-// not decode, or is not the canonical encoding of its content, is passed on
-// without its hash, so that Verify reports it as altered: fhirgate writes
-// only canonical bodies.
+// Scan implements chain.Source, in sequence order. A block that does not
+// decode, or is not the canonical encoding of its entries, is passed on as
+// its first entry without a hash, so that Verify reports that record as
+// altered: fhirgate writes only canonical blocks.
 func (s *SQLite) Scan(ctx context.Context, node string, fn func(chain.Entry) error) error {
-	rows, err := s.r.QueryContext(ctx, "SELECT "+recordColumns+" FROM audit_records WHERE "+nodeRange+" ORDER BY id", node)
+	rows, err := s.r.QueryContext(ctx, "SELECT id, last, body FROM audit_blocks WHERE "+nodeRange+" ORDER BY id", node)
 	if err != nil {
 		return errf("sqlite", "scan", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		e, err := scanRecord(rows)
-		if errors.Is(err, errBody) {
-			e.Hash = nil
-		} else if err != nil {
+		var (
+			id, last int64
+			body     []byte
+		)
+		if err := rows.Scan(&id, &last, &body); err != nil {
 			return errf("sqlite", "scan", err)
 		}
-		if err := fn(e); err != nil {
-			return err
+		es, err := decodeBlock(node, seqOf(id), uint64(last), body)
+		if err != nil {
+			es = []chain.Entry{{Node: node, Seq: seqOf(id)}}
+		}
+		for _, e := range es {
+			if err := fn(e); err != nil {
+				return err
+			}
 		}
 	}
 	return rows.Err()
-}
-
-// scanRecord reads one row of recordColumns. When the body does not decode
-// it returns the entry without the body's fields and an error wrapping
-// errBody.
-func scanRecord(sc scanner) (chain.Entry, error) {
-	var e chain.Entry
-	var id, us int64
-	var action, outcome string
-	var body []byte
-	ev := &e.Event
-	if err := sc.Scan(&id, &e.Node, &us, &action, &outcome, &ev.UserID, &ev.FHIRUser, &ev.ClientID, &ev.Patient, &e.Hash, &body); err != nil {
-		return e, err
-	}
-	e.Seq, ev.Time = seqOf(id), microsTime(us)
-	ev.Action, ev.Outcome = audit.Action(action), audit.Outcome(outcome)
-	if err := decodeBody(body, &e); err != nil {
-		return e, fmt.Errorf("node %q record %d: %w", e.Node, e.Seq, err)
-	}
-	return e, nil
 }
 
 // Checkpoints implements chain.Source.
@@ -424,30 +464,155 @@ func (s *SQLite) Checkpoints(ctx context.Context, node string) ([]chain.Checkpoi
 	return out, rows.Err()
 }
 
-// Query implements chain.Sink.
+// Query implements chain.Sink. Candidate blocks come in order of their
+// earliest time, from the patient index when the filter names a patient,
+// else from the time index, starting blockSpanUS before the range; their
+// entries are filtered here, and the reading stops once the page is full
+// and the next block starts after its last entry.
 func (s *SQLite) Query(ctx context.Context, f chain.Filter) (chain.Page, error) {
 	f = f.Normalized()
-	w, args, err := where(f, func(int) string { return "?" }, seqExpr)
+	m, err := newMatcher(f)
 	if err != nil {
 		return chain.Page{}, err
 	}
-	q := "SELECT " + recordColumns + " FROM audit_records" + w +
-		" ORDER BY time_us, node, id LIMIT " + strconv.Itoa(f.Limit+1)
-	rows, err := s.r.QueryContext(ctx, q, args...)
+	names, err := s.nodeNames(ctx)
+	if err != nil {
+		return chain.Page{}, err
+	}
+	lo, hi := int64(math.MinInt64), int64(math.MaxInt64) // exclusive bounds on t_min
+	if !f.Since.IsZero() {
+		lo = f.Since.UnixMicro() - blockSpanUS
+	}
+	if m.after != nil {
+		lo = max(lo, m.after.Micros-blockSpanUS)
+	}
+	if !f.Until.IsZero() {
+		hi = f.Until.UnixMicro()
+	}
+	var rows *sql.Rows
+	if f.Patient != "" {
+		rows, err = s.r.QueryContext(ctx, blocksOfPatientSQL, f.Patient, lo, hi)
+	} else {
+		rows, err = s.r.QueryContext(ctx, blocksByTimeSQL, lo, hi)
+	}
 	if err != nil {
 		return chain.Page{}, errf("sqlite", "query", err)
 	}
 	defer rows.Close()
+	want := f.Limit + 1
 	var out []chain.Entry
 	for rows.Next() {
-		e, err := scanRecord(rows)
+		var (
+			id, last, tmin int64
+			body           []byte
+		)
+		if err := rows.Scan(&id, &last, &tmin, &body); err != nil {
+			return chain.Page{}, errf("sqlite", "query", err)
+		}
+		if len(out) == want && micros(&out[want-1]) < tmin {
+			break // every later entry comes after the page's last
+		}
+		node, ok := names[id>>seqBits]
+		if !ok {
+			return chain.Page{}, fmt.Errorf("audit sqlite: query: block %d names no node: %w", id, errBody)
+		}
+		es, err := decodeBlock(node, seqOf(id), uint64(last), body)
 		if err != nil {
 			return chain.Page{}, errf("sqlite", "query", err)
 		}
-		out = append(out, e)
+		for _, e := range es {
+			if m.match(&e) {
+				out = append(out, e)
+			}
+		}
+		if len(out) >= want {
+			slices.SortFunc(out, compareEntries)
+			out = out[:want]
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return chain.Page{}, errf("sqlite", "query", err)
 	}
+	slices.SortFunc(out, compareEntries)
 	return page(out, f.Limit), nil
+}
+
+// The candidate blocks of a query, with t_min between two exclusive bounds,
+// in order of t_min.
+const (
+	blocksByTimeSQL    = "SELECT id, last, t_min, body FROM audit_blocks WHERE t_min > ? AND t_min < ? ORDER BY t_min"
+	blocksOfPatientSQL = "SELECT b.id, b.last, b.t_min, b.body FROM audit_block_patients p JOIN audit_blocks b ON b.id = p.block" +
+		" WHERE p.patient = ? AND p.t_min > ? AND p.t_min < ? ORDER BY p.t_min"
+)
+
+// nodeNames maps node numbers to names.
+func (s *SQLite) nodeNames(ctx context.Context) (map[int64]string, error) {
+	rows, err := s.r.QueryContext(ctx, "SELECT node_no, node FROM audit_nodes")
+	if err != nil {
+		return nil, errf("sqlite", "query nodes", err)
+	}
+	defer rows.Close()
+	out := map[int64]string{}
+	for rows.Next() {
+		var num int64
+		var node string
+		if err := rows.Scan(&num, &node); err != nil {
+			return nil, errf("sqlite", "query nodes", err)
+		}
+		out[num] = node
+	}
+	return out, rows.Err()
+}
+
+// compareEntries orders entries by stored time, node and sequence number,
+// the order of query results.
+func compareEntries(a, b chain.Entry) int {
+	return cmp.Or(cmp.Compare(micros(&a), micros(&b)), cmp.Compare(a.Node, b.Node), cmp.Compare(a.Seq, b.Seq))
+}
+
+// matcher applies a query filter to entries (the same conditions as where).
+type matcher struct {
+	f     chain.Filter
+	after *chain.Cursor
+	since int64
+	until int64
+	hasLo bool
+	hasHi bool
+}
+
+func newMatcher(f chain.Filter) (matcher, error) {
+	m := matcher{f: f, hasLo: !f.Since.IsZero(), hasHi: !f.Until.IsZero()}
+	if m.hasLo {
+		m.since = f.Since.UnixMicro()
+	}
+	if m.hasHi {
+		m.until = f.Until.UnixMicro()
+	}
+	if f.After != "" {
+		c, err := chain.DecodeCursor(f.After)
+		if err != nil {
+			return m, err
+		}
+		m.after = &c
+	}
+	return m, nil
+}
+
+func (m matcher) match(e *chain.Entry) bool {
+	ev, f := &e.Event, &m.f
+	us := micros(e)
+	switch {
+	case f.Patient != "" && ev.Patient != f.Patient,
+		f.User != "" && ev.UserID != f.User && ev.FHIRUser != f.User,
+		f.Client != "" && ev.ClientID != f.Client,
+		f.Outcome != "" && ev.Outcome != f.Outcome,
+		len(f.Actions) > 0 && !slices.Contains(f.Actions, ev.Action),
+		m.hasLo && us < m.since,
+		m.hasHi && us >= m.until:
+		return false
+	}
+	if c := m.after; c != nil {
+		return us > c.Micros || us == c.Micros && (e.Node > c.Node || e.Node == c.Node && e.Seq > c.Seq)
+	}
+	return true
 }

@@ -55,7 +55,10 @@ func rewrite(t *testing.T, s *SQLite, node string, es []chain.Entry) {
 		t.Fatal(err)
 	}
 	defer tx.Rollback()
-	if _, err := tx.Exec("DELETE FROM audit_records WHERE "+nodeRange, node); err != nil {
+	if _, err := tx.Exec("DELETE FROM audit_block_patients WHERE block IN (SELECT id FROM audit_blocks WHERE "+nodeRange+")", node); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec("DELETE FROM audit_blocks WHERE "+nodeRange, node); err != nil {
 		t.Fatal(err)
 	}
 	num, err := assignNode(ctx, tx, "main", node)
@@ -63,7 +66,7 @@ func rewrite(t *testing.T, s *SQLite, node string, es []chain.Entry) {
 		t.Fatal(err)
 	}
 	for _, e := range es {
-		if err := insertRecords(ctx, tx, nil, num, []chain.Entry{e}); err != nil {
+		if err := appendBlocks(ctx, tx, nil, num, []chain.Entry{e}, false); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -247,18 +250,21 @@ func TestSQLiteWALRestartsUnderLoad(t *testing.T) {
 	}
 }
 
-// Paging through the trail in (time, node, seq) order reads the time index
-// in order: no query the admin API makes sorts the whole table.
+// Paging through the trail reads the candidate blocks in the order of an
+// index, the time index or, for a patient, the patient index: no query the
+// admin API makes sorts the whole table.
 func TestSQLiteQueryNeedsNoSort(t *testing.T) {
 	s := openSQLite(t, filepath.Join(t.TempDir(), "audit.db"))
 	defer s.Close()
-	after := chain.EncodeCursor(chain.Entry{Node: "n1", Seq: 3})
-	for _, f := range []chain.Filter{{}, {After: after}, {Client: "c", Since: time.Now().Add(-time.Hour), After: after}} {
-		w, args, err := where(f.Normalized(), func(int) string { return "?" }, seqExpr)
-		if err != nil {
-			t.Fatal(err)
+	for _, q := range []struct{ sql, index string }{
+		{blocksByTimeSQL, "audit_blocks_time"},
+		{blocksOfPatientSQL, "SEARCH p USING PRIMARY KEY (patient=?"},
+	} {
+		args := []any{int64(0), int64(1 << 60)}
+		if strings.Contains(q.sql, "patient = ?") {
+			args = append([]any{"p1"}, args...)
 		}
-		rows, err := s.r.Query("EXPLAIN QUERY PLAN SELECT "+recordColumns+" FROM audit_records"+w+" ORDER BY time_us, node, id LIMIT 101", args...)
+		rows, err := s.r.Query("EXPLAIN QUERY PLAN "+q.sql, args...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -273,8 +279,8 @@ func TestSQLiteQueryNeedsNoSort(t *testing.T) {
 		}
 		rows.Close()
 		joined := strings.Join(plan, "; ")
-		if strings.Contains(joined, "TEMP B-TREE") || !strings.Contains(joined, "audit_records_time") {
-			t.Fatalf("filter %+v: plan %q sorts or skips the time index", f, joined)
+		if strings.Contains(joined, "TEMP B-TREE") || !strings.Contains(joined, q.index) {
+			t.Fatalf("%s: plan %q sorts or skips %s", q.sql, joined, q.index)
 		}
 	}
 }
