@@ -58,8 +58,12 @@ func convertV1(ctx context.Context, tx *sql.Tx, schema string, drop bool) (int64
 				}
 				nums[node] = num
 			}
-			if err := appendBlocks(ctx, tx, nil, num, batch[start:end], false); err != nil {
+			lastID, err := appendBlocks(ctx, tx, nil, num, batch[start:end], false, nil)
+			if err != nil {
 				return copied, fmt.Errorf("audit sqlite: convert old layout: %w", err)
+			}
+			if err := setMark(ctx, tx, num, lastID); err != nil {
+				return copied, err
 			}
 			start = end
 		}
@@ -145,13 +149,20 @@ func convertV2(ctx context.Context, tx *sql.Tx) (int64, error) {
 				if _, err := tx.ExecContext(ctx, insertBlockSQL, id, int64(r.e.Seq), micros(&r.e), append([]byte{damagedBlock}, r.damaged...)); err != nil {
 					return moved, errf("sqlite", "convert second layout", err)
 				}
+				if err := setMark(ctx, tx, r.num, id); err != nil {
+					return moved, err
+				}
 			} else {
 				es := make([]chain.Entry, 0, end-start)
 				for _, r := range rows[start:end] {
 					es = append(es, r.e)
 				}
-				if err := appendBlocks(ctx, tx, nil, r.num, es, false); err != nil {
+				lastID, err := appendBlocks(ctx, tx, nil, r.num, es, false, nil)
+				if err != nil {
 					return moved, fmt.Errorf("audit sqlite: convert second layout: %w", err)
+				}
+				if err := setMark(ctx, tx, r.num, lastID); err != nil {
+					return moved, err
 				}
 			}
 			start = end

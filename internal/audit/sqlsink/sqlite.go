@@ -40,6 +40,10 @@ CREATE TABLE IF NOT EXISTS audit_block_patients (
 	block   INTEGER NOT NULL,
 	PRIMARY KEY (patient, t_min, block)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit_index_marks (
+	node_no INTEGER PRIMARY KEY,
+	block   INTEGER NOT NULL -- the node's last block in audit_block_patients
+);
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
 	node      TEXT    NOT NULL,
 	seq       INTEGER NOT NULL,
@@ -51,9 +55,8 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
 
 // Statements of the block layout.
 const (
-	insertBlockSQL   = "INSERT INTO audit_blocks (id, last, t_min, body) VALUES (?, ?, ?, ?)"
-	insertPatientSQL = "INSERT OR IGNORE INTO audit_block_patients (patient, t_min, block) VALUES (?, ?, ?)"
-	lastSeqSQL       = "SELECT last FROM audit_blocks WHERE id >= ? AND id < ? ORDER BY id DESC LIMIT 1"
+	insertBlockSQL = "INSERT INTO audit_blocks (id, last, t_min, body) VALUES (?, ?, ?, ?)"
+	lastSeqSQL     = "SELECT last FROM audit_blocks WHERE id >= ? AND id < ? ORDER BY id DESC LIMIT 1"
 )
 
 // blockStmts are the writer's prepared statements (nil inside migrations,
@@ -75,6 +78,8 @@ type SQLite struct {
 	nodes map[string]int64 // node numbers known to be committed
 
 	converted int64 // entries converted from an earlier layout when opened
+
+	idx *patientIndex // patient-index rows not yet written
 }
 
 var _ chain.Sink = (*SQLite)(nil)
@@ -113,7 +118,7 @@ func openSQLiteEvery(ctx context.Context, path string, interval time.Duration) (
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxIdleTime(0)
 	w.SetConnMaxLifetime(0)
-	s := &SQLite{w: w, nodes: map[string]int64{}}
+	s := &SQLite{w: w, nodes: map[string]int64{}, idx: newPatientIndex()}
 	if err := s.migrate(ctx); err != nil {
 		w.Close()
 		return nil, err
@@ -177,6 +182,9 @@ func (s *SQLite) migrate(ctx context.Context) error {
 		return err
 	}
 	n += n2
+	if err := indexTail(ctx, tx); err != nil {
+		return err
+	}
 	if err := tx.Commit(); err != nil {
 		return errf("sqlite", "create tables", err)
 	}
@@ -193,6 +201,9 @@ func (s *SQLite) Converted() int64 { return s.converted }
 // Close implements chain.Sink.
 func (s *SQLite) Close() error {
 	var errs []error
+	if s.idx != nil {
+		errs = append(errs, s.flushIndex(context.Background()))
+	}
 	if s.ckpt != nil {
 		errs = append(errs, s.ckpt.Close())
 	}
@@ -226,12 +237,21 @@ func (s *SQLite) Append(ctx context.Context, entries []chain.Entry) error {
 	if err != nil {
 		return err
 	}
-	if err := appendBlocks(ctx, tx, s.st, num, entries, true); err != nil {
+	s.idx.Lock()
+	defer s.idx.Unlock()
+	var rows []patientRow
+	lastID, err := appendBlocks(ctx, tx, s.st, num, entries, true, &rows)
+	if err != nil {
+		return err
+	}
+	flushed, err := s.idx.flushWith(ctx, tx, s.st, num, lastID, rows)
+	if err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return sqliteErr("append", err)
 	}
+	s.idx.committed(flushed, num, lastID, rows)
 	if !known {
 		s.mu.Lock()
 		s.nodes[node] = num
@@ -241,15 +261,17 @@ func (s *SQLite) Append(ctx context.Context, entries []chain.Entry) error {
 }
 
 // appendBlocks writes entries, all of the node numbered num, as blocks
-// (splitBlocks) with their patient-index rows. With check set it refuses
-// (chain.ErrConflict) an entry whose sequence number is not above every one
-// the node already has: a second writer on the same chain. st, when not
-// nil, holds the prepared statements.
-func appendBlocks(ctx context.Context, tx *sql.Tx, st *blockStmts, num int64, entries []chain.Entry, check bool) error {
+// (splitBlocks). With check set it refuses (chain.ErrConflict) an entry
+// whose sequence number is not above every one the node already has: a
+// second writer on the same chain. Each block's patient-index rows are
+// inserted too, or, when deferred is not nil, appended to it instead (see
+// patientindex.go). st, when not nil, holds the prepared statements. It
+// returns the rowid of the last block.
+func appendBlocks(ctx context.Context, tx *sql.Tx, st *blockStmts, num int64, entries []chain.Entry, check bool, deferred *[]patientRow) (int64, error) {
 	node := entries[0].Node
 	for i := range entries {
 		if entries[i].Node != node {
-			return fmt.Errorf("audit sqlite: append: one batch holds nodes %q and %q", node, entries[i].Node)
+			return 0, fmt.Errorf("audit sqlite: append: one batch holds nodes %q and %q", node, entries[i].Node)
 		}
 	}
 	exec := func(stmt *sql.Stmt, query string, args ...any) error {
@@ -272,47 +294,44 @@ func appendBlocks(ctx context.Context, tx *sql.Tx, st *blockStmts, num int64, en
 		}
 		var l int64
 		if err := row.Scan(&l); err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return errf("sqlite", "append: read head", err)
+			return 0, errf("sqlite", "append: read head", err)
 		}
 		last = uint64(l)
 	}
 	var (
-		body                 []byte
-		patients             []string
-		insBlock, insPatient *sql.Stmt
+		body   []byte
+		rows   []patientRow
+		lastID int64
 	)
+	var insBlock *sql.Stmt
 	if st != nil {
-		insBlock, insPatient = st.insBlock, st.insPatient
+		insBlock = st.insBlock
 	}
 	for _, b := range splitBlocks(entries) {
 		first, end := b[0].Seq, b[len(b)-1].Seq
 		if check && first <= last {
-			return fmt.Errorf("audit sqlite: append: node %q record %d: %w", node, first, chain.ErrConflict)
+			return 0, fmt.Errorf("audit sqlite: append: node %q record %d: %w", node, first, chain.ErrConflict)
 		}
 		id, err := rowID(num, first)
 		if err == nil {
 			_, err = rowID(num, end)
 		}
 		if err != nil {
-			return fmt.Errorf("audit sqlite: append: node %q: %w", node, err)
+			return 0, fmt.Errorf("audit sqlite: append: node %q: %w", node, err)
 		}
 		tmin := blockMinTime(b)
 		body = encodeBlock(body[:0], b)
 		if err := exec(insBlock, insertBlockSQL, id, int64(end), tmin, body); err != nil {
-			return sqliteErr("append", err)
+			return 0, sqliteErr("append", err)
 		}
-		patients = patients[:0]
-		for i := range b {
-			if p := b[i].Event.Patient; p != "" && !slices.Contains(patients, p) {
-				patients = append(patients, p)
-				if err := exec(insPatient, insertPatientSQL, p, tmin, id); err != nil {
-					return sqliteErr("append", err)
-				}
-			}
-		}
-		last = end
+		rows = appendPatientRows(rows, b, tmin, id)
+		last, lastID = end, id
 	}
-	return nil
+	if deferred != nil {
+		*deferred = append(*deferred, rows...)
+		return lastID, nil
+	}
+	return lastID, insertPatientRows(ctx, tx, st, rows)
 }
 
 // nodeNum returns the number of node, assigning one inside tx when the node
@@ -468,14 +487,21 @@ func (s *SQLite) Checkpoints(ctx context.Context, node string) ([]chain.Checkpoi
 // earliest time, from the patient index when the filter names a patient,
 // else from the time index, starting blockSpanUS before the range; their
 // entries are filtered here, and the reading stops once the page is full
-// and the next block starts after its last entry.
+// and the next block starts after its last entry. A patient query also
+// decodes the blocks not yet in the patient index, all read in one
+// transaction.
 func (s *SQLite) Query(ctx context.Context, f chain.Filter) (chain.Page, error) {
 	f = f.Normalized()
 	m, err := newMatcher(f)
 	if err != nil {
 		return chain.Page{}, err
 	}
-	names, err := s.nodeNames(ctx)
+	tx, err := s.r.BeginTx(ctx, nil)
+	if err != nil {
+		return chain.Page{}, errf("sqlite", "query", err)
+	}
+	defer tx.Rollback()
+	names, err := nodeNames(ctx, tx)
 	if err != nil {
 		return chain.Page{}, err
 	}
@@ -489,18 +515,51 @@ func (s *SQLite) Query(ctx context.Context, f chain.Filter) (chain.Page, error) 
 	if !f.Until.IsZero() {
 		hi = f.Until.UnixMicro()
 	}
+	want := f.Limit + 1
+	var (
+		out   []chain.Entry
+		marks map[int64]int64
+	)
+	// add decodes a block and keeps its matching entries, the first want
+	// in order once there are that many.
+	add := func(id, last int64, body []byte) error {
+		node, ok := names[id>>seqBits]
+		if !ok {
+			return fmt.Errorf("audit sqlite: query: block %d names no node: %w", id, errBody)
+		}
+		es, err := decodeBlock(node, seqOf(id), uint64(last), body)
+		if err != nil {
+			return errf("sqlite", "query", err)
+		}
+		for _, e := range es {
+			if m.match(&e) {
+				out = append(out, e)
+			}
+		}
+		if len(out) >= want {
+			slices.SortFunc(out, compareEntries)
+			out = out[:want]
+		}
+		return nil
+	}
 	var rows *sql.Rows
 	if f.Patient != "" {
-		rows, err = s.r.QueryContext(ctx, blocksOfPatientSQL, f.Patient, lo, hi)
+		if marks, err = indexMarks(ctx, tx); err != nil {
+			return chain.Page{}, err
+		}
+		for num, mark := range marks {
+			if err := s.scanBlocks(ctx, tx, add, unindexedSQL, mark, (num+1)<<seqBits, lo, hi); err != nil {
+				return chain.Page{}, err
+			}
+		}
+		rows, err = tx.QueryContext(ctx, blocksOfPatientSQL, f.Patient, lo, hi)
 	} else {
-		rows, err = s.r.QueryContext(ctx, blocksByTimeSQL, lo, hi)
+		rows, err = tx.QueryContext(ctx, blocksByTimeSQL, lo, hi)
 	}
 	if err != nil {
 		return chain.Page{}, errf("sqlite", "query", err)
 	}
 	defer rows.Close()
-	want := f.Limit + 1
-	var out []chain.Entry
 	for rows.Next() {
 		var (
 			id, last, tmin int64
@@ -512,22 +571,11 @@ func (s *SQLite) Query(ctx context.Context, f chain.Filter) (chain.Page, error) 
 		if len(out) == want && micros(&out[want-1]) < tmin {
 			break // every later entry comes after the page's last
 		}
-		node, ok := names[id>>seqBits]
-		if !ok {
-			return chain.Page{}, fmt.Errorf("audit sqlite: query: block %d names no node: %w", id, errBody)
+		if mark, ok := marks[id>>seqBits]; ok && id > mark {
+			continue // decoded above, with the unindexed blocks
 		}
-		es, err := decodeBlock(node, seqOf(id), uint64(last), body)
-		if err != nil {
-			return chain.Page{}, errf("sqlite", "query", err)
-		}
-		for _, e := range es {
-			if m.match(&e) {
-				out = append(out, e)
-			}
-		}
-		if len(out) >= want {
-			slices.SortFunc(out, compareEntries)
-			out = out[:want]
+		if err := add(id, last, body); err != nil {
+			return chain.Page{}, err
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -535,6 +583,29 @@ func (s *SQLite) Query(ctx context.Context, f chain.Filter) (chain.Page, error) 
 	}
 	slices.SortFunc(out, compareEntries)
 	return page(out, f.Limit), nil
+}
+
+// scanBlocks runs query (selecting id, last, t_min and body) in tx and
+// passes each block to add.
+func (s *SQLite) scanBlocks(ctx context.Context, tx *sql.Tx, add func(id, last int64, body []byte) error, query string, args ...any) error {
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return errf("sqlite", "query", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			id, last, tmin int64
+			body           []byte
+		)
+		if err := rows.Scan(&id, &last, &tmin, &body); err != nil {
+			return errf("sqlite", "query", err)
+		}
+		if err := add(id, last, body); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }
 
 // The candidate blocks of a query, with t_min between two exclusive bounds,
@@ -546,8 +617,8 @@ const (
 )
 
 // nodeNames maps node numbers to names.
-func (s *SQLite) nodeNames(ctx context.Context) (map[int64]string, error) {
-	rows, err := s.r.QueryContext(ctx, "SELECT node_no, node FROM audit_nodes")
+func nodeNames(ctx context.Context, q querier) (map[int64]string, error) {
+	rows, err := q.QueryContext(ctx, "SELECT node_no, node FROM audit_nodes")
 	if err != nil {
 		return nil, errf("sqlite", "query nodes", err)
 	}
