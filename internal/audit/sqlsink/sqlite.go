@@ -227,6 +227,9 @@ func (s *SQLite) Append(ctx context.Context, entries []chain.Entry) error {
 		return nil
 	}
 	s.ckpt.CatchUp(ctx, s.w)
+	// The index lock before the connection, as flushIndex takes them.
+	s.idx.Lock()
+	defer s.idx.Unlock()
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return errf("sqlite", "append", err)
@@ -237,8 +240,6 @@ func (s *SQLite) Append(ctx context.Context, entries []chain.Entry) error {
 	if err != nil {
 		return err
 	}
-	s.idx.Lock()
-	defer s.idx.Unlock()
 	var rows []patientRow
 	lastID, err := appendBlocks(ctx, tx, s.st, num, entries, true, &rows)
 	if err != nil {
