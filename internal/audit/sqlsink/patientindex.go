@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -61,23 +62,48 @@ func appendPatientRows(rows []patientRow, b []chain.Entry, tmin, id int64) []pat
 	return rows
 }
 
+// patientChunk is how many index rows one multi-row INSERT carries (a
+// statement per row costs several times more per row).
+const patientChunk = 64
+
+// insertPatientChunkSQL inserts patientChunk index rows.
+var insertPatientChunkSQL = "INSERT OR IGNORE INTO audit_block_patients (patient, t_min, block) VALUES (?, ?, ?)" +
+	strings.Repeat(", (?, ?, ?)", patientChunk-1)
+
 // insertPatientRows writes rows in index order inside tx (st, when not
-// nil, holds the prepared insert).
+// nil, holds the prepared inserts).
 func insertPatientRows(ctx context.Context, tx *sql.Tx, st *blockStmts, rows []patientRow) error {
 	slices.SortFunc(rows, comparePatientRows)
-	var ins *sql.Stmt
-	if st != nil {
-		ins = tx.StmtContext(ctx, st.insPatient)
-	}
-	for _, r := range rows {
+	exec := func(stmt *sql.Stmt, query string, args ...any) error {
 		var err error
-		if ins != nil {
-			_, err = ins.ExecContext(ctx, r.patient, r.tmin, r.block)
+		if st != nil {
+			_, err = tx.StmtContext(ctx, stmt).ExecContext(ctx, args...)
 		} else {
-			_, err = tx.ExecContext(ctx, insertPatientSQL, r.patient, r.tmin, r.block)
+			_, err = tx.ExecContext(ctx, query, args...)
 		}
 		if err != nil {
 			return errf("sqlite", "write patient index", err)
+		}
+		return nil
+	}
+	var chunk, one *sql.Stmt
+	if st != nil {
+		chunk, one = st.insPatients, st.insPatient
+	}
+	args := make([]any, 0, 3*patientChunk)
+	for len(rows) >= patientChunk {
+		args = args[:0]
+		for _, r := range rows[:patientChunk] {
+			args = append(args, r.patient, r.tmin, r.block)
+		}
+		if err := exec(chunk, insertPatientChunkSQL, args...); err != nil {
+			return err
+		}
+		rows = rows[patientChunk:]
+	}
+	for _, r := range rows {
+		if err := exec(one, insertPatientSQL, r.patient, r.tmin, r.block); err != nil {
+			return err
 		}
 	}
 	return nil

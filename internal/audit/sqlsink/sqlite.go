@@ -62,7 +62,7 @@ const (
 // blockStmts are the writer's prepared statements (nil inside migrations,
 // which run before they are prepared).
 type blockStmts struct {
-	insBlock, insPatient, lastSeq *sql.Stmt
+	insBlock, insPatient, insPatients, lastSeq *sql.Stmt
 }
 
 // SQLite is a chain.Sink in the tables audit_nodes, audit_blocks,
@@ -127,7 +127,7 @@ func openSQLiteEvery(ctx context.Context, path string, interval time.Duration) (
 	for _, p := range []struct {
 		st  **sql.Stmt
 		sql string
-	}{{&s.st.insBlock, insertBlockSQL}, {&s.st.insPatient, insertPatientSQL}, {&s.st.lastSeq, lastSeqSQL}} {
+	}{{&s.st.insBlock, insertBlockSQL}, {&s.st.insPatient, insertPatientSQL}, {&s.st.insPatients, insertPatientChunkSQL}, {&s.st.lastSeq, lastSeqSQL}} {
 		if *p.st, err = w.PrepareContext(ctx, p.sql); err != nil {
 			w.Close() // closes the statements prepared so far
 			return nil, errf("sqlite", "prepare", err)
@@ -208,7 +208,7 @@ func (s *SQLite) Close() error {
 		errs = append(errs, s.ckpt.Close())
 	}
 	if s.st != nil {
-		for _, st := range []*sql.Stmt{s.st.insBlock, s.st.insPatient, s.st.lastSeq} {
+		for _, st := range []*sql.Stmt{s.st.insBlock, s.st.insPatient, s.st.insPatients, s.st.lastSeq} {
 			if st != nil {
 				errs = append(errs, st.Close())
 			}

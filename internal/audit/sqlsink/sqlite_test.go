@@ -3,6 +3,7 @@ package sqlsink
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -403,4 +404,40 @@ func TestSQLitePatientIndexDeferred(t *testing.T) {
 	// once) are not read twice.
 	rewrite(t, s, "n1", all)
 	pages("rewritten")
+}
+
+// A flush of more rows than one multi-row INSERT carries writes them all.
+func TestSQLitePatientIndexChunks(t *testing.T) {
+	ctx := context.Background()
+	s := openSQLite(t, filepath.Join(t.TempDir(), "audit.db"))
+	defer s.Close()
+	s.idx.every = 0
+	const n = 2*patientChunk + 5
+	var (
+		prev *chain.Entry
+		b    []chain.Entry
+	)
+	for i := range n {
+		ev := audittest.SampleEvent(i, time.Now())
+		ev.Patient = fmt.Sprintf("p-%d", i)
+		e := chain.Link("n1", prev, ev)
+		b = append(b, e)
+		prev = &b[len(b)-1]
+	}
+	if err := s.Append(ctx, b[:n/2]); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Append(ctx, b[n/2:]); err != nil {
+		t.Fatal(err)
+	}
+	var rows int
+	if err := s.w.QueryRow("SELECT count(*) FROM audit_block_patients").Scan(&rows); err != nil || rows != n {
+		t.Fatalf("%d index rows (%v), want %d", rows, err, n)
+	}
+	for _, i := range []int{0, patientChunk - 1, patientChunk, n - 1} {
+		pg, err := s.Query(ctx, chain.Filter{Patient: fmt.Sprintf("p-%d", i)})
+		if err != nil || len(pg.Entries) != 1 || pg.Entries[0].Seq != uint64(i+1) {
+			t.Fatalf("patient p-%d: %+v %v", i, pg.Entries, err)
+		}
+	}
 }
