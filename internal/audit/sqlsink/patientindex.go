@@ -75,13 +75,7 @@ var insertPatientChunkSQL = "INSERT OR IGNORE INTO audit_block_patients (patient
 func insertPatientRows(ctx context.Context, tx *sql.Tx, st *blockStmts, rows []patientRow) error {
 	slices.SortFunc(rows, comparePatientRows)
 	exec := func(stmt *sql.Stmt, query string, args ...any) error {
-		var err error
-		if st != nil {
-			_, err = tx.StmtContext(ctx, stmt).ExecContext(ctx, args...)
-		} else {
-			_, err = tx.ExecContext(ctx, query, args...)
-		}
-		if err != nil {
+		if err := execIn(ctx, tx, stmt, query, args...); err != nil {
 			return errf("sqlite", "write patient index", err)
 		}
 		return nil

@@ -275,15 +275,6 @@ func appendBlocks(ctx context.Context, tx *sql.Tx, st *blockStmts, num int64, en
 			return 0, fmt.Errorf("audit sqlite: append: one batch holds nodes %q and %q", node, entries[i].Node)
 		}
 	}
-	exec := func(stmt *sql.Stmt, query string, args ...any) error {
-		var err error
-		if st != nil {
-			_, err = tx.StmtContext(ctx, stmt).ExecContext(ctx, args...)
-		} else {
-			_, err = tx.ExecContext(ctx, query, args...)
-		}
-		return err
-	}
 	var last uint64
 	if check {
 		var row *sql.Row
@@ -322,7 +313,7 @@ func appendBlocks(ctx context.Context, tx *sql.Tx, st *blockStmts, num int64, en
 		}
 		tmin := blockMinTime(b)
 		body = encodeBlock(body[:0], b)
-		if err := exec(insBlock, insertBlockSQL, id, int64(end), tmin, body); err != nil {
+		if err := execIn(ctx, tx, insBlock, insertBlockSQL, id, int64(end), tmin, body); err != nil {
 			return 0, sqliteErr("append", err)
 		}
 		rows = appendPatientRows(rows, b, tmin, id)
@@ -333,6 +324,17 @@ func appendBlocks(ctx context.Context, tx *sql.Tx, st *blockStmts, num int64, en
 		return lastID, nil
 	}
 	return lastID, insertPatientRows(ctx, tx, st, rows)
+}
+
+// execIn runs stmt inside tx, or query when stmt is nil (not prepared).
+func execIn(ctx context.Context, tx *sql.Tx, stmt *sql.Stmt, query string, args ...any) error {
+	var err error
+	if stmt != nil {
+		_, err = tx.StmtContext(ctx, stmt).ExecContext(ctx, args...)
+	} else {
+		_, err = tx.ExecContext(ctx, query, args...)
+	}
+	return err
 }
 
 // nodeNum returns the number of node, assigning one inside tx when the node
