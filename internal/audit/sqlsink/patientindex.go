@@ -25,8 +25,9 @@ import (
 // query decodes the blocks after the marks itself, and opening the file
 // writes the rows of those a stopped process left pending.
 
-// Patient index flushes: at least every indexFlushEvery, or as soon as
-// indexFlushRows rows are pending.
+// Patient index flushes: with the first commit indexFlushEvery or more
+// after the last flush, or as soon as indexFlushRows rows are pending, and at
+// Close.
 const (
 	indexFlushEvery = time.Second
 	indexFlushRows  = 16384
