@@ -545,52 +545,39 @@ func (s *SQLite) Query(ctx context.Context, f chain.Filter) (chain.Page, error) 
 		}
 		return nil
 	}
-	var rows *sql.Rows
+	visit := func(id, last, tmin int64, body []byte) (bool, error) {
+		if len(out) == want && micros(&out[want-1]) < tmin {
+			return true, nil // every later entry comes after the page's last
+		}
+		if mark, ok := marks[id>>seqBits]; ok && id > mark {
+			return false, nil // decoded already, with the unindexed blocks
+		}
+		return false, add(id, last, body)
+	}
 	if f.Patient != "" {
 		if marks, err = indexMarks(ctx, tx); err != nil {
 			return chain.Page{}, err
 		}
+		unindexed := func(id, last, _ int64, body []byte) (bool, error) { return false, add(id, last, body) }
 		for num, mark := range marks {
-			if err := s.scanBlocks(ctx, tx, add, unindexedSQL, mark, (num+1)<<seqBits, lo, hi); err != nil {
+			if err := scanBlocks(ctx, tx, unindexed, unindexedSQL, mark, (num+1)<<seqBits, lo, hi); err != nil {
 				return chain.Page{}, err
 			}
 		}
-		rows, err = tx.QueryContext(ctx, blocksOfPatientSQL, f.Patient, lo, hi)
+		err = scanBlocks(ctx, tx, visit, blocksOfPatientSQL, f.Patient, lo, hi)
 	} else {
-		rows, err = tx.QueryContext(ctx, blocksByTimeSQL, lo, hi)
+		err = scanBlocks(ctx, tx, visit, blocksByTimeSQL, lo, hi)
 	}
 	if err != nil {
-		return chain.Page{}, errf("sqlite", "query", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var (
-			id, last, tmin int64
-			body           []byte
-		)
-		if err := rows.Scan(&id, &last, &tmin, &body); err != nil {
-			return chain.Page{}, errf("sqlite", "query", err)
-		}
-		if len(out) == want && micros(&out[want-1]) < tmin {
-			break // every later entry comes after the page's last
-		}
-		if mark, ok := marks[id>>seqBits]; ok && id > mark {
-			continue // decoded above, with the unindexed blocks
-		}
-		if err := add(id, last, body); err != nil {
-			return chain.Page{}, err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return chain.Page{}, errf("sqlite", "query", err)
+		return chain.Page{}, err
 	}
 	slices.SortFunc(out, compareEntries)
 	return page(out, f.Limit), nil
 }
 
 // scanBlocks runs query (selecting id, last, t_min and body) in tx and
-// passes each block to add.
-func (s *SQLite) scanBlocks(ctx context.Context, tx *sql.Tx, add func(id, last int64, body []byte) error, query string, args ...any) error {
+// passes each block to visit, until visit asks to stop.
+func scanBlocks(ctx context.Context, tx *sql.Tx, visit func(id, last, tmin int64, body []byte) (stop bool, err error), query string, args ...any) error {
 	rows, err := tx.QueryContext(ctx, query, args...)
 	if err != nil {
 		return errf("sqlite", "query", err)
@@ -604,11 +591,15 @@ func (s *SQLite) scanBlocks(ctx context.Context, tx *sql.Tx, add func(id, last i
 		if err := rows.Scan(&id, &last, &tmin, &body); err != nil {
 			return errf("sqlite", "query", err)
 		}
-		if err := add(id, last, body); err != nil {
+		stop, err := visit(id, last, tmin, body)
+		if stop || err != nil {
 			return err
 		}
 	}
-	return rows.Err()
+	if err := rows.Err(); err != nil {
+		return errf("sqlite", "query", err)
+	}
+	return nil
 }
 
 // The candidate blocks of a query, with t_min between two exclusive bounds,
