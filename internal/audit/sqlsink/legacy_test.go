@@ -1,8 +1,10 @@
 package sqlsink
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"errors"
 	"path/filepath"
 	"testing"
@@ -35,12 +37,25 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
 // returns them.
 func writeV1(t *testing.T, path, node string, n, cpEvery int) []chain.Entry {
 	t.Helper()
+	return writeLayout(t, path, v1DDL, node, n, cpEvery, func(tx *sql.Tx) func(chain.Entry) error {
+		return func(e chain.Entry) error {
+			_, err := tx.Exec("INSERT INTO audit_events ("+columnList+") VALUES (?"+repeat(", ?", len(columns)-1)+")", entryArgs(e)...)
+			return err
+		}
+	})
+}
+
+// writeLayout creates the tables of ddl in the file at path and writes n
+// linked entries of node with the insert that newInsert makes for the
+// transaction, and an (unsigned) checkpoint every cpEvery entries.
+func writeLayout(t *testing.T, path, ddl, node string, n, cpEvery int, newInsert func(tx *sql.Tx) func(chain.Entry) error) []chain.Entry {
+	t.Helper()
 	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := db.Exec(v1DDL); err != nil {
+	if _, err := db.Exec(ddl); err != nil {
 		t.Fatal(err)
 	}
 	tx, err := db.Begin()
@@ -48,12 +63,13 @@ func writeV1(t *testing.T, path, node string, n, cpEvery int) []chain.Entry {
 		t.Fatal(err)
 	}
 	defer tx.Rollback()
+	insert := newInsert(tx)
 	var prev *chain.Entry
 	var out []chain.Entry
 	base := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 	for i := range n {
 		e := chain.Link(node, prev, audittest.SampleEvent(i, base.Add(time.Duration(i)*time.Millisecond)))
-		if _, err := tx.Exec("INSERT INTO audit_events ("+columnList+") VALUES (?"+repeat(", ?", len(columns)-1)+")", entryArgs(e)...); err != nil {
+		if err := insert(e); err != nil {
 			t.Fatal(err)
 		}
 		if cpEvery > 0 && (i+1)%cpEvery == 0 {
@@ -89,52 +105,27 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
 // writeV2 is writeV1 for the second layout.
 func writeV2(t *testing.T, path, node string, n, cpEvery int) []chain.Entry {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Exec(v2DDL); err != nil {
-		t.Fatal(err)
-	}
-	tx, err := db.Begin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback()
-	if _, err := tx.Exec("INSERT INTO audit_nodes (node) VALUES (?)", node); err != nil {
-		t.Fatal(err)
-	}
-	var num int64
-	if err := tx.QueryRow("SELECT node_no FROM audit_nodes WHERE node = ?", node).Scan(&num); err != nil {
-		t.Fatal(err)
-	}
-	var prev *chain.Entry
-	var out []chain.Entry
-	base := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
-	for i := range n {
-		e := chain.Link(node, prev, audittest.SampleEvent(i, base.Add(time.Duration(i)*time.Millisecond)))
-		id, err := rowID(num, e.Seq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ev := e.Event
-		if _, err := tx.Exec("INSERT INTO audit_records ("+recordColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-			id, node, ev.Time.UnixMicro(), string(ev.Action), string(ev.Outcome), ev.UserID, ev.FHIRUser, ev.ClientID, ev.Patient, e.Hash, encodeBody(nil, e)); err != nil {
-			t.Fatal(err)
-		}
-		if cpEvery > 0 && (i+1)%cpEvery == 0 {
-			if _, err := tx.Exec("INSERT INTO audit_checkpoints (node, seq, hash, time_us, signature) VALUES (?, ?, ?, ?, '')", node, int64(e.Seq), e.Hash, base.UnixMicro()); err != nil {
-				t.Fatal(err)
+	return writeLayout(t, path, v2DDL, node, n, cpEvery, func(tx *sql.Tx) func(chain.Entry) error {
+		var num int64
+		return func(e chain.Entry) error {
+			if num == 0 {
+				if _, err := tx.Exec("INSERT INTO audit_nodes (node) VALUES (?) ON CONFLICT (node) DO NOTHING", node); err != nil {
+					return err
+				}
+				if err := tx.QueryRow("SELECT node_no FROM audit_nodes WHERE node = ?", node).Scan(&num); err != nil {
+					return err
+				}
 			}
+			id, err := rowID(num, e.Seq)
+			if err != nil {
+				return err
+			}
+			ev := e.Event
+			_, err = tx.Exec("INSERT INTO audit_records ("+recordColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+				id, node, ev.Time.UnixMicro(), string(ev.Action), string(ev.Outcome), ev.UserID, ev.FHIRUser, ev.ClientID, ev.Patient, e.Hash, encodeBody(nil, e))
+			return err
 		}
-		out = append(out, e)
-		prev = &out[len(out)-1]
-	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	})
 }
 
 // A file in the first or the second layout is converted when opened: every
@@ -251,28 +242,31 @@ func TestSQLiteDamagedBlock(t *testing.T) {
 	if _, err := decodeBlock("n1", 3, 5, canonical); err != nil {
 		t.Fatalf("canonical block: %v", err)
 	}
-	// The first entry's time is a one-byte varint: spell it with two.
-	overlongTime := append([]byte{blockVersion, canonical[1] | 0x80, 0x00}, canonical[2:]...)
-	if canonical[1]&0x80 == 0 {
-		t.Fatal("time varint is one byte; pick another overlong spelling")
+	// The first entry's time spelled with one byte more: its last byte
+	// carries a continuation bit and a zero byte follows. The varint
+	// decoder reads the same value from both; only the canonical check
+	// tells them apart.
+	tv, k := binary.Varint(canonical[1:])
+	overlongTime := append(append([]byte{blockVersion}, canonical[1:k]...), canonical[k]|0x80, 0x00)
+	overlongTime = append(overlongTime, canonical[1+k:]...)
+	if v, n := binary.Varint(overlongTime[1:]); v != tv || n != k+1 {
+		t.Fatalf("overlong time reads %d in %d bytes, want %d in %d", v, n, tv, k+1)
 	}
 	inner := encodeBody(nil, all[2])
 	if inner[1] != 32 {
 		t.Fatalf("entry body starts %x, want the 32-byte previous hash's length", inner[:2])
 	}
 	overlongInner := append([]byte{inner[0], 0x80 | 32, 0x00}, inner[2:]...)
-	var innerBlock []byte
-	innerBlock = append(innerBlock, blockVersion)
-	// Rebuild the block by hand with the second spelling of entry 3's body.
-	for i, e := range all[2:5] {
-		one := encodeBlock(nil, []chain.Entry{e})[1:]
-		if i == 0 {
-			body := encodeBody(nil, e)
-			one = one[:len(one)-len(body)-1] // drop its length-prefixed body (under 128 bytes: a 1-byte length)
-			one = appendString(one, string(overlongInner))
-		}
-		innerBlock = append(innerBlock, one...)
+	// Rebuild the block with the second spelling of entry 3's body, which
+	// comes last in its encoding behind a length prefix.
+	first := encodeBlock(nil, all[2:3])
+	prefix := binary.AppendUvarint(nil, uint64(len(inner)))
+	if !bytes.HasSuffix(first, append(prefix, inner...)) {
+		t.Fatal("an entry's encoding does not end with its length-prefixed body")
 	}
+	innerBlock := first[:len(first)-len(prefix)-len(inner)]
+	innerBlock = appendString(innerBlock, string(overlongInner))
+	innerBlock = append(innerBlock, encodeBlock(nil, all[3:5])[1:]...)
 	wrongCount := encodeBlock(nil, all[2:4]) // two entries where the row says three
 	for _, body := range [][]byte{{}, {blockVersion}, {2}, {blockVersion, 0xff}, {damagedBlock, 1, 2}, overlongTime, innerBlock, wrongCount, append(canonical[:len(canonical):len(canonical)], 0)} {
 		if _, err := s.w.Exec("UPDATE audit_blocks SET body = ? WHERE id & ? = 3", body, int64(seqMask)); err != nil {
