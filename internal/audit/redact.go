@@ -40,15 +40,17 @@ func clean(s string) string {
 	if s == "" {
 		return s
 	}
-	if !printableASCII(s) {
+	printable, suspect := inspect(s)
+	if !printable {
 		s = strings.Map(func(r rune) rune {
 			if r < 0x20 || r == 0x7f {
 				return ' '
 			}
 			return r
 		}, strings.ToValidUTF8(s, "\uFFFD"))
+		suspect = mayHoldCredential(s)
 	}
-	if mayHoldCredential(s) {
+	if suspect {
 		s = secretParam.ReplaceAllString(s, "$1=[redacted]")
 		s = credential.ReplaceAllString(s, "[redacted]")
 	}
@@ -62,34 +64,72 @@ func clean(s string) string {
 	return s
 }
 
-// printableASCII reports whether s holds only printable ASCII, which needs
-// no UTF-8 repair and has no control characters (the common case, checked
-// without decoding runes).
-func printableASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f {
-			return false
+// Byte classes for inspect.
+const (
+	plainByte   = iota // printable ASCII that starts no credential pattern
+	controlByte        // a control character or not ASCII
+	markByte           // '=' or the first letter of "eyJ", "bearer", "dpop", "basic"
+)
+
+var byteClass = func() (c [256]uint8) {
+	for i := range c {
+		if i < 0x20 || i >= 0x7f {
+			c[i] = controlByte
 		}
 	}
-	return true
+	for _, b := range "=ebBdD" {
+		c[b] = markByte
+	}
+	return c
+}()
+
+// inspect reports in one pass whether s is printable ASCII (it then needs
+// no UTF-8 repair and has no control characters, the common case) and
+// whether it may hold a credential (mayHoldCredential; only meaningful
+// when printable).
+func inspect(s string) (printable, suspect bool) {
+	for i := 0; i < len(s); i++ {
+		switch byteClass[s[i]] {
+		case plainByte:
+		case controlByte:
+			return false, false
+		default:
+			if !suspect && credentialAt(s, i) {
+				suspect = true
+			}
+		}
+	}
+	return true, suspect
+}
+
+// printableASCII reports whether s holds only printable ASCII.
+func printableASCII(s string) bool {
+	p, _ := inspect(s)
+	return p
 }
 
 // mayHoldCredential is a cheap pre-check: text without "eyJ", "=" or an
 // authorization scheme word cannot match the credential patterns.
 func mayHoldCredential(s string) bool {
-	if strings.Contains(s, "eyJ") || strings.IndexByte(s, '=') >= 0 {
-		return true
-	}
-	for i := 0; i+5 <= len(s); i++ {
-		switch s[i] | 0x20 {
-		case 'b', 'd':
-			w := s[i:min(i+7, len(s))]
-			if hasFoldPrefix(w, "bearer ") || hasFoldPrefix(w, "dpop ") || hasFoldPrefix(w, "basic ") {
-				return true
-			}
+	for i := 0; i < len(s); i++ {
+		if byteClass[s[i]] == markByte && credentialAt(s, i) {
+			return true
 		}
 	}
 	return false
+}
+
+// credentialAt reports whether s[i:] starts with '=', "eyJ" or an
+// authorization scheme word and a space (any case).
+func credentialAt(s string, i int) bool {
+	switch s[i] {
+	case '=':
+		return true
+	case 'e':
+		return strings.HasPrefix(s[i:], "eyJ")
+	}
+	w := s[i:min(i+7, len(s))]
+	return hasFoldPrefix(w, "bearer ") || hasFoldPrefix(w, "dpop ") || hasFoldPrefix(w, "basic ")
 }
 
 func hasFoldPrefix(s, prefix string) bool {

@@ -62,9 +62,8 @@ func Link(node string, prev *Entry, ev audit.Event) Entry {
 // Hash computes the SHA-256 hash of the canonical encoding of e's node,
 // sequence number, previous hash and event (e.Hash itself is not covered).
 func Hash(e Entry) []byte {
-	h := sha256.New()
-	h.Write(Canonical(e))
-	return h.Sum(nil)
+	sum := sha256.Sum256(Canonical(e))
+	return sum[:]
 }
 
 // Valid reports whether e.Hash matches its content.
@@ -75,7 +74,22 @@ func (e Entry) Valid() bool { return bytes.Equal(e.Hash, Hash(e)) }
 // the bytes, integers as varints, the time as unix microseconds.
 func Canonical(e Entry) []byte {
 	ev := Normalize(e.Event)
-	var b []byte
+	micros := int64(0)
+	if !ev.Time.IsZero() {
+		micros = ev.Time.UnixMicro()
+	}
+	fields := [...]string{
+		string(ev.Action), string(ev.Outcome), ev.Reason,
+		ev.UserID, ev.FHIRUser, ev.ClientID, ev.SourceIP, ev.UserAgent,
+		ev.Patient, ev.Scope, ev.TokenID, ev.RequestID,
+		ev.Interaction, ev.ResourceType, ev.ResourceID,
+	}
+	// One allocation: every length and integer fits in a 10-byte varint.
+	size := len(Version) + len(e.Node) + len(e.Prev) + len(ev.AllowedBy) + len(ev.Binding) + 8*binary.MaxVarintLen64
+	for _, s := range fields {
+		size += len(s) + binary.MaxVarintLen64
+	}
+	b := make([]byte, 0, size)
 	str := func(s string) {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
@@ -85,17 +99,8 @@ func Canonical(e Entry) []byte {
 	b = binary.AppendUvarint(b, e.Seq)
 	b = binary.AppendUvarint(b, uint64(len(e.Prev)))
 	b = append(b, e.Prev...)
-	micros := int64(0)
-	if !ev.Time.IsZero() {
-		micros = ev.Time.UnixMicro()
-	}
 	b = binary.AppendVarint(b, micros)
-	for _, s := range []string{
-		string(ev.Action), string(ev.Outcome), ev.Reason,
-		ev.UserID, ev.FHIRUser, ev.ClientID, ev.SourceIP, ev.UserAgent,
-		ev.Patient, ev.Scope, ev.TokenID, ev.RequestID,
-		ev.Interaction, ev.ResourceType, ev.ResourceID,
-	} {
+	for _, s := range fields {
 		str(s)
 	}
 	b = binary.AppendVarint(b, int64(ev.EntriesFiltered))
