@@ -34,7 +34,8 @@ type Sink interface {
 	// Append stores entries (already linked, in order, all of one node) in
 	// one atomic, durable write: when it returns nil they survive a crash.
 	// An entry whose node and sequence number exist already is ErrConflict
-	// and nothing of the batch is stored.
+	// and nothing of the batch is stored. Append must not keep the slice
+	// after it returns: the caller reuses it.
 	Append(ctx context.Context, entries []Entry) error
 	// SaveCheckpoint durably stores a checkpoint.
 	SaveCheckpoint(ctx context.Context, cp Checkpoint) error

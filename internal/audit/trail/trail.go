@@ -1,9 +1,13 @@
 // Package trail is the durable audit trail: an audit.Auditor that hash-chains
 // events (package chain) and writes them to a chain.Sink with group commit.
 //
-// One writer goroutine owns the chain head of this node. Record queues the
-// event; the writer takes everything queued (up to MaxBatch), links it onto
-// the chain and hands the batch to the sink as one transaction and one fsync.
+// One writer goroutine owns the chain head of this node. Record appends the
+// event to the group being gathered; the writer takes the whole group, links
+// it onto the chain and hands it to the sink as one transaction and one
+// fsync (several, of at most MaxBatch events each, for a large backlog).
+// Every caller of a group waits on the group's one channel, which the writer
+// closes once the group is durable or failed: no channel or queue slot per
+// event.
 // Before committing it yields, again while yielding still brings events (a
 // few times at most), so that on a busy process the requests already
 // runnable join the batch (an adaptive group-commit delay that costs
@@ -29,6 +33,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -83,20 +88,32 @@ type Options struct {
 	Now    func() time.Time
 }
 
-type request struct {
-	ev    audit.Event
-	flush bool
-	done  chan error // nil in async mode
+// group is the events recorded between two takes by the writer, and how
+// their callers learn the outcome: done is closed once every event is
+// durable or failed, err (set before done closes) says which. taken is
+// closed when the writer takes the group, which makes room in the queue.
+type group struct {
+	events []audit.Event
+	flush  bool // a Flush waits on this group
+	taken  chan struct{}
+	done   chan struct{}
+	err    error
+}
+
+func newGroup(capacity int) *group {
+	return &group{events: make([]audit.Event, 0, capacity), taken: make(chan struct{}), done: make(chan struct{})}
 }
 
 // Trail is a durable, hash-chained audit.Auditor. It is safe for concurrent use.
 type Trail struct {
 	opts Options
-	q    chan request
 
-	mu     sync.RWMutex // guards closed against sends on q
-	closed bool
-	done   chan struct{}
+	mu      sync.Mutex // guards cur and closed
+	cur     *group     // the group being gathered
+	closed  bool
+	wake    chan struct{} // holds a token while cur has something for the writer
+	closing chan struct{} // closed by Close
+	done    chan struct{} // closed when the writer has stopped
 
 	// owned by the writer goroutine
 	head      *chain.Entry
@@ -104,6 +121,8 @@ type Trail struct {
 	sinceCP   int
 	lastCP    uint64
 	lastCPAt  time.Time
+	events    []audit.Event // reused: the events of one commit, when several groups join
+	entries   []chain.Entry // reused: one commit's linked entries
 
 	signer  atomic.Pointer[signerBox]
 	observe atomic.Pointer[func(batch int, latency time.Duration, err error)]
@@ -152,7 +171,7 @@ func New(ctx context.Context, opts Options) (*Trail, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	t := &Trail{opts: opts, q: make(chan request, opts.QueueSize), done: make(chan struct{})}
+	t := &Trail{opts: opts, cur: newGroup(0), wake: make(chan struct{}, 1), closing: make(chan struct{}), done: make(chan struct{})}
 	if err := t.loadHead(ctx); err != nil {
 		return nil, err
 	}
@@ -211,19 +230,13 @@ func (t *Trail) Record(ctx context.Context, e audit.Event) error {
 	if e.Time.IsZero() {
 		e.Time = t.opts.Now()
 	}
-	r := request{ev: audit.Redact(e)}
-	if t.opts.Mode == ModeSync {
-		r.done = make(chan error, 1)
-	}
-	if err := t.send(ctx, r); err != nil {
+	g, err := t.add(ctx, audit.Redact(e), false)
+	if err != nil || t.opts.Mode == ModeAsync {
 		return err
-	}
-	if r.done == nil {
-		return nil
 	}
 	select {
-	case err := <-r.done:
-		return err
+	case <-g.done:
+		return g.err
 	case <-ctx.Done():
 		return fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
 	}
@@ -236,42 +249,75 @@ func (t *Trail) Enqueue(ctx context.Context, e audit.Event) error {
 	if e.Time.IsZero() {
 		e.Time = t.opts.Now()
 	}
-	return t.send(ctx, request{ev: audit.Redact(e)})
-}
-
-func (t *Trail) send(ctx context.Context, r request) error {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	if t.closed {
-		return ErrClosed
-	}
-	t.depth.Add(1)
-	select {
-	case t.q <- r:
-		return nil
-	default:
-	}
-	select {
-	case t.q <- r:
-		return nil
-	case <-ctx.Done():
-		t.depth.Add(-1)
-		return fmt.Errorf("%w: queue full: %w", ErrUnavailable, ctx.Err())
-	}
+	_, err := t.add(ctx, audit.Redact(e), false)
+	return err
 }
 
 // Flush waits until every event queued before it is durable (or failed).
 func (t *Trail) Flush(ctx context.Context) error {
-	r := request{flush: true, done: make(chan error, 1)}
-	if err := t.send(ctx, r); err != nil {
+	g, err := t.add(ctx, audit.Event{}, true)
+	if err != nil {
 		return err
 	}
 	select {
-	case err := <-r.done:
-		return err
+	case <-g.done:
+		return g.err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// add appends e (or, for a flush, only the wish to be told) to the group
+// being gathered and returns that group. While QueueSize events wait there
+// it waits for the writer to take them, or for ctx to end.
+func (t *Trail) add(ctx context.Context, e audit.Event, flush bool) (*group, error) {
+	for {
+		t.mu.Lock()
+		if t.closed {
+			t.mu.Unlock()
+			return nil, ErrClosed
+		}
+		g := t.cur
+		if flush || len(g.events) < t.opts.QueueSize {
+			first := len(g.events) == 0 && !g.flush
+			if flush {
+				g.flush = true
+			} else {
+				g.events = append(g.events, e)
+				t.depth.Add(1)
+			}
+			t.mu.Unlock()
+			if first {
+				select {
+				case t.wake <- struct{}{}:
+				default:
+				}
+			}
+			return g, nil
+		}
+		t.mu.Unlock()
+		select {
+		case <-g.taken:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: queue full: %w", ErrUnavailable, ctx.Err())
+		}
+	}
+}
+
+// take hands the group being gathered to the writer and starts a new one
+// (sized like the last, so that appends rarely grow it); nil when there is
+// nothing to take.
+func (t *Trail) take() *group {
+	t.mu.Lock()
+	g := t.cur
+	if len(g.events) == 0 && !g.flush {
+		t.mu.Unlock()
+		return nil
+	}
+	t.cur = newGroup(min(len(g.events), t.opts.MaxBatch))
+	t.mu.Unlock()
+	close(g.taken)
+	return g
 }
 
 // Close stops accepting events, writes everything queued, writes a final
@@ -283,7 +329,7 @@ func (t *Trail) Close(ctx context.Context) error {
 		return nil
 	}
 	t.closed = true
-	close(t.q)
+	close(t.closing)
 	t.mu.Unlock()
 	select {
 	case <-t.done:
@@ -314,41 +360,53 @@ func (t *Trail) run() {
 		defer ticker.Stop()
 		tick = ticker.C
 	}
-	batch := make([]request, 0, t.opts.MaxBatch)
+	var groups []*group
 	for {
 		select {
-		case r, ok := <-t.q:
-			if !ok {
-				t.checkpoint(true)
-				return
+		case <-t.wake:
+			g := t.take()
+			if g == nil {
+				continue
 			}
-			batch = t.drain(append(batch[:0], r))
-			if t.opts.Mode == ModeAsync && len(batch) < t.opts.MaxBatch {
+			groups = append(groups[:0], g)
+			n := len(g.events)
+			if t.opts.Mode == ModeAsync && n < t.opts.MaxBatch {
 				// Nobody waits on an async commit: linger so that one
 				// commit (one fsync) takes many events.
 				time.Sleep(asyncLinger)
-				batch = t.drain(batch)
+				if g := t.take(); g != nil {
+					groups, n = append(groups, g), n+len(g.events)
+				}
 			}
 			// Yield before committing: on a busy process the goroutines
-			// already runnable reach the queue and share this commit (one
-			// fsync) instead of each waiting for the next. Yield again
+			// already runnable record their events and share this commit
+			// (one fsync) instead of each waiting for the next. Yield again
 			// while a yield still brought events, up to maxYields; on an
 			// idle process the first yield returns at once with nothing.
 			for range maxYields {
-				if len(batch) >= t.opts.MaxBatch {
+				if n >= t.opts.MaxBatch {
 					break
 				}
-				n := len(batch)
 				runtime.Gosched()
-				if batch = t.drain(batch); len(batch) == n {
+				g := t.take()
+				if g == nil {
 					break
 				}
+				groups, n = append(groups, g), n+len(g.events)
 			}
-			t.commit(batch)
+			t.commit(groups)
+			clear(groups)
 		case <-tick:
 			if t.opts.Now().Sub(t.lastCPAt) >= t.opts.CheckpointInterval {
 				t.checkpoint(false)
 			}
+		case <-t.closing:
+			// Close set closed under mu: no event joins after this take.
+			if g := t.take(); g != nil {
+				t.commit([]*group{g})
+			}
+			t.checkpoint(true)
+			return
 		}
 	}
 }
@@ -364,55 +422,60 @@ const maxYields = 4
 // ModeAsync accepts anyway.
 const asyncLinger = 2 * time.Millisecond
 
-// drain appends what is queued to batch, up to MaxBatch, without waiting.
-func (t *Trail) drain(batch []request) []request {
-	for len(batch) < t.opts.MaxBatch {
-		select {
-		case r, ok := <-t.q:
-			if !ok {
-				return batch
-			}
-			batch = append(batch, r)
-		default:
-			return batch
+// commit writes the events of groups in sink appends of at most MaxBatch
+// events, in order, and tells each group's callers the outcome: the error
+// of any append that held one of its events, else nil.
+func (t *Trail) commit(groups []*group) {
+	events := groups[0].events
+	if len(groups) > 1 {
+		events = t.events[:0]
+		for _, g := range groups {
+			events = append(events, g.events...)
 		}
+		t.events = events
 	}
-	return batch
-}
-
-// commit writes the events of batch in one sink append and answers every
-// request in it.
-func (t *Trail) commit(batch []request) {
-	t.depth.Add(-int64(len(batch)))
-	events := make([]audit.Event, 0, len(batch))
-	for _, r := range batch {
-		if !r.flush {
-			events = append(events, r.ev)
-		}
+	t.depth.Add(-int64(len(events)))
+	// errs[i] is the error of the append that wrote events[i:...]; the
+	// appends are cut at multiples of MaxBatch.
+	var errs []error
+	for off := 0; off < len(events); off += t.opts.MaxBatch {
+		errs = append(errs, t.append(events[off:min(off+t.opts.MaxBatch, len(events))]))
 	}
-	var err error
-	if len(events) > 0 {
-		start := time.Now()
-		err = t.write(events)
-		if fn := t.observe.Load(); fn != nil {
-			(*fn)(len(events), time.Since(start), err)
-		}
-		if err != nil {
-			t.opts.Logger.Error("audit write failed", "node", t.opts.Node, "events", len(events), "err", err)
-			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
-			if t.opts.Mode == ModeAsync {
-				t.dropped.Add(int64(len(events)))
+	off := 0
+	for _, g := range groups {
+		for i := off / t.opts.MaxBatch; len(g.events) > 0 && i <= (off+len(g.events)-1)/t.opts.MaxBatch; i++ {
+			if errs[i] != nil {
+				g.err = errs[i]
+				break
 			}
 		}
+		off += len(g.events)
+		close(g.done)
 	}
-	for _, r := range batch {
-		if r.done != nil {
-			r.done <- err
-		}
+	if len(groups) > 1 {
+		clear(t.events) // drop the strings until the next commit
 	}
-	if err == nil && t.opts.CheckpointEvery > 0 && t.sinceCP >= t.opts.CheckpointEvery {
+	if t.opts.CheckpointEvery > 0 && t.sinceCP >= t.opts.CheckpointEvery {
 		t.checkpoint(false)
 	}
+}
+
+// append writes events in one sink append, reports it to the observer and
+// returns the error the callers see.
+func (t *Trail) append(events []audit.Event) error {
+	start := time.Now()
+	err := t.write(events)
+	if fn := t.observe.Load(); fn != nil {
+		(*fn)(len(events), time.Since(start), err)
+	}
+	if err != nil {
+		t.opts.Logger.Error("audit write failed", "node", t.opts.Node, "events", len(events), "err", err)
+		err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		if t.opts.Mode == ModeAsync {
+			t.dropped.Add(int64(len(events)))
+		}
+	}
+	return err
 }
 
 func (t *Trail) write(events []audit.Event) error {
@@ -425,7 +488,8 @@ func (t *Trail) write(events []audit.Event) error {
 				return err
 			}
 		}
-		entries := make([]chain.Entry, len(events))
+		entries := slices.Grow(t.entries[:0], len(events))[:len(events)]
+		t.entries = entries
 		prev := t.head
 		for i, ev := range events {
 			entries[i] = chain.Link(t.opts.Node, prev, ev)
@@ -433,8 +497,10 @@ func (t *Trail) write(events []audit.Event) error {
 		}
 		err = t.opts.Sink.Append(ctx, entries)
 		if err == nil {
-			t.head = prev
+			head := entries[len(entries)-1]
+			t.head = &head
 			t.sinceCP += len(entries)
+			clear(entries) // drop the strings until the next commit
 			return nil
 		}
 		// The outcome of a failed append is uncertain (a commit may have

@@ -268,3 +268,94 @@ func TestEnqueueDoesNotWaitInSyncMode(t *testing.T) {
 		t.Fatalf("%d events in the chain, want 2", n)
 	}
 }
+
+// While QueueSize events wait for the writer, Record waits for room and
+// gives up when its context ends; nothing queued is lost.
+func TestFullQueueWaitsThenRefuses(t *testing.T) {
+	ctx := context.Background()
+	s := &slowSink{MemorySink: audittest.NewMemorySink(), delay: 300 * time.Millisecond}
+	tr, _ := trail.New(ctx, trail.Options{Sink: s, Node: "n", QueueSize: 2})
+	// The first event keeps the writer in a slow commit; two more fill the queue.
+	for i := range 3 {
+		if err := tr.Enqueue(ctx, audittest.SampleEvent(i, time.Now())); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	short, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
+	defer cancel()
+	if err := tr.Record(short, audittest.SampleEvent(3, time.Now())); !errors.Is(err, trail.ErrUnavailable) || !strings.Contains(err.Error(), "queue full") {
+		t.Fatalf("record into a full queue: %v", err)
+	}
+	// Once the writer takes the queue there is room again.
+	if err := tr.Record(ctx, audittest.SampleEvent(4, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, s, "n"); n != 4 {
+		t.Fatalf("%d events stored, want 4", n)
+	}
+	if tr.QueueDepth() != 0 {
+		t.Fatalf("queue depth %d after close", tr.QueueDepth())
+	}
+}
+
+// A large backlog is written in appends of at most MaxBatch events, and
+// every event lands on one valid chain.
+func TestBacklogCutIntoMaxBatch(t *testing.T) {
+	ctx := context.Background()
+	s := &slowSink{MemorySink: audittest.NewMemorySink(), delay: 50 * time.Millisecond}
+	tr, _ := trail.New(ctx, trail.Options{Sink: s, Node: "n", MaxBatch: 3})
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := tr.Record(ctx, audittest.SampleEvent(i, time.Now())); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := tr.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	big := 0
+	for _, n := range s.batches {
+		if n > 3 {
+			t.Fatalf("an append of %d events, MaxBatch 3", n)
+		}
+		if n == 3 {
+			big++
+		}
+	}
+	rep, err := chain.Verify(ctx, s, chain.VerifyOptions{})
+	if err != nil || !rep.OK() || rep.Nodes[0].Records != 40 || big < 5 {
+		t.Fatalf("after a backlog: %d full appends, %+v, %v", big, rep, err)
+	}
+}
+
+// Record after Close is refused, and Close returns once everything queued
+// is written.
+func TestRecordAfterCloseRefused(t *testing.T) {
+	ctx := context.Background()
+	s := audittest.NewMemorySink()
+	tr, _ := trail.New(ctx, trail.Options{Sink: s, Node: "n", Mode: trail.ModeAsync})
+	for i := range 50 {
+		tr.Record(ctx, audittest.SampleEvent(i, time.Now()))
+	}
+	if err := tr.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Record(ctx, audittest.SampleEvent(9, time.Now())); !errors.Is(err, trail.ErrClosed) {
+		t.Fatalf("record after close: %v", err)
+	}
+	if err := tr.Flush(ctx); !errors.Is(err, trail.ErrClosed) {
+		t.Fatalf("flush after close: %v", err)
+	}
+	if n := count(t, s, "n"); n != 50 {
+		t.Fatalf("%d events stored, want 50", n)
+	}
+}
