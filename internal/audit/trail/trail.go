@@ -17,9 +17,9 @@
 // unaudited. Concurrent callers share commits, which keeps the cost of
 // durability low. In ModeAsync Record returns as soon as the event is queued:
 // lower latency, but events queued at a crash are lost and a failed write is
-// only logged. In both modes a full queue makes Record wait (backpressure)
-// until there is room or its context ends. Close flushes the queue and
-// writes a final checkpoint.
+// only logged. In both modes, while QueueSize events wait for the writer to
+// take them, Record waits (backpressure) until the writer takes them or its
+// context ends. Close writes everything queued and a final checkpoint.
 //
 // Every CheckpointEvery records or CheckpointInterval, the writer signs the
 // chain head with the server's signing key, stores the checkpoint in the sink
@@ -71,7 +71,7 @@ type Options struct {
 	Mode Mode       // ModeSync when empty
 
 	MaxBatch  int // most events per commit; 1024 when 0
-	QueueSize int // queued events before Record blocks; 16384 when 0
+	QueueSize int // events waiting for the writer before Record blocks (the writer may hold as many again); 16384 when 0
 
 	Signer             Signer        // signs checkpoints; unsigned checkpoints when nil
 	SignAlg            string        // "ES256" when empty
