@@ -88,17 +88,7 @@ func TestGroupCommitBatches(t *testing.T) {
 	ctx := context.Background()
 	s := &slowSink{MemorySink: audittest.NewMemorySink(), delay: 5 * time.Millisecond}
 	tr, _ := trail.New(ctx, trail.Options{Sink: s, Node: "n"})
-	var wg sync.WaitGroup
-	for i := range 200 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := tr.Record(ctx, audittest.SampleEvent(i, time.Now())); err != nil {
-				t.Error(err)
-			}
-		}()
-	}
-	wg.Wait()
+	recordConcurrently(t, tr, 200)
 	tr.Close(ctx)
 	if len(s.batches) > 50 {
 		t.Fatalf("200 concurrent events took %d commits", len(s.batches))
@@ -308,17 +298,7 @@ func TestBacklogCutIntoMaxBatch(t *testing.T) {
 	ctx := context.Background()
 	s := &slowSink{MemorySink: audittest.NewMemorySink(), delay: 50 * time.Millisecond}
 	tr, _ := trail.New(ctx, trail.Options{Sink: s, Node: "n", MaxBatch: 3})
-	var wg sync.WaitGroup
-	for i := range 40 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := tr.Record(ctx, audittest.SampleEvent(i, time.Now())); err != nil {
-				t.Error(err)
-			}
-		}()
-	}
-	wg.Wait()
+	recordConcurrently(t, tr, 40)
 	if err := tr.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -358,4 +338,19 @@ func TestRecordAfterCloseRefused(t *testing.T) {
 	if n := count(t, s, "n"); n != 50 {
 		t.Fatalf("%d events stored, want 50", n)
 	}
+}
+
+// recordConcurrently records n events from n goroutines at once and waits
+// for every Record to return nil.
+func recordConcurrently(t *testing.T, tr *trail.Trail, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			if err := tr.Record(context.Background(), audittest.SampleEvent(i, time.Now())); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
 }
