@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
@@ -41,7 +42,10 @@ import (
 // seconds summed over the rounds; the test logs it, its ratio to audit
 // off, and the median and range of the rounds' own ratios. It then compares
 // capacities: each mode's rate at its best connection count, against audit
-// off's best. FHIRGATE_WRK_CONNS (a comma list, default 128,256) changes
+// off's best, with a 95% bootstrap interval over the rounds (the machine's
+// noise makes single rounds scatter by 10-15%; the interval says how far
+// the ratio from this many rounds can be trusted). FHIRGATE_WRK_CONNS (a
+// comma list, default 128,256) changes
 // the sweep; FHIRGATE_WRK_MODES (a comma list of mode names) keeps only
 // those modes besides audit off. By default every request reads one
 // Observation of one patient; FHIRGATE_WRK_PATIENTS=N (N > 1) seeds the
@@ -71,6 +75,7 @@ func TestGatewayAuditWithWrk(t *testing.T) {
 		modes = slices.DeleteFunc(modes, func(m wrkMode) bool { return m.name != "audit-off" && !slices.Contains(keep, m.name) })
 	}
 	best := map[string]float64{}
+	var sweep []wrkRounds // each connection count's rounds, for the bootstrap
 	for _, conns := range connCounts {
 		// A subtest each, so the servers shut down before the next count starts.
 		t.Run(fmt.Sprintf("c%d", conns), func(t *testing.T) {
@@ -81,6 +86,7 @@ func TestGatewayAuditWithWrk(t *testing.T) {
 			reqs := make([]float64, len(modes))
 			wall := make([]float64, len(modes))
 			ratios := make([][]float64, len(modes))
+			runs := make(wrkRounds, len(modes))
 			for round := range rounds {
 				rates := make([]float64, len(modes))
 				for k := range modes {
@@ -89,6 +95,7 @@ func TestGatewayAuditWithWrk(t *testing.T) {
 					reqs[i] += r.rate * r.wall.Seconds()
 					wall[i] += r.wall.Seconds()
 					rates[i] = r.rate
+					runs[i] = append(runs[i], r)
 				}
 				for i := range modes {
 					ratios[i] = append(ratios[i], rates[i]/rates[0])
@@ -102,13 +109,61 @@ func TestGatewayAuditWithWrk(t *testing.T) {
 				t.Logf("c%d %-18s %8.0f req/s  ratio %.3f  (rounds: median %.3f, %.3f-%.3f)", conns, m.name, rate,
 					rate/(reqs[0]/wall[0]), median(rs), rs[0], rs[len(rs)-1])
 			}
+			sweep = append(sweep, runs)
 		})
 	}
 	if len(connCounts) > 1 {
-		for _, m := range modes {
-			t.Logf("capacity %-18s %8.0f req/s  ratio %.3f", m.name, best[m.name], best[m.name]/best["audit-off"])
+		for i, m := range modes {
+			lo, hi := bootstrapCapacity(sweep, i, 4000)
+			t.Logf("capacity %-18s %8.0f req/s  ratio %.3f  (95%% bootstrap over rounds %.3f-%.3f)", m.name, best[m.name],
+				best[m.name]/best["audit-off"], lo, hi)
 		}
 	}
+}
+
+// wrkRounds is one connection count's wrk runs: per mode, one per round.
+type wrkRounds [][]wrkResult
+
+// capacity is mode's best rate over the connection counts against audit
+// off's best (mode 0), counting at each count only the rounds in pick
+// (indexes, repeats allowed); rates are requests over wall time.
+func capacity(sweep []wrkRounds, mode int, pick func(c int) []int) float64 {
+	var best, bestOff float64
+	for c, runs := range sweep {
+		idx := pick(c)
+		rate := func(m int) float64 {
+			var reqs, secs float64
+			for _, i := range idx {
+				reqs += runs[m][i].rate * runs[m][i].wall.Seconds()
+				secs += runs[m][i].wall.Seconds()
+			}
+			return reqs / secs
+		}
+		best, bestOff = max(best, rate(mode)), max(bestOff, rate(0))
+	}
+	return best / bestOff
+}
+
+// bootstrapCapacity is a 95% percentile bootstrap interval for mode's
+// capacity ratio: n times it redraws, at each connection count, as many
+// rounds as were run, with replacement and the same rounds for every mode
+// (a round's modes ran back to back, so they share the machine's load
+// then), and recomputes the ratio.
+func bootstrapCapacity(sweep []wrkRounds, mode, n int) (lo, hi float64) {
+	rng := rand.New(rand.NewPCG(1, uint64(mode)))
+	ratios := make([]float64, n)
+	for b := range ratios {
+		ratios[b] = capacity(sweep, mode, func(c int) []int {
+			rounds := len(sweep[c][0])
+			idx := make([]int, rounds)
+			for i := range idx {
+				idx[i] = rng.IntN(rounds)
+			}
+			return idx
+		})
+	}
+	slices.Sort(ratios)
+	return ratios[n*25/1000], ratios[n*975/1000-1]
 }
 
 // wrkMode is one audit configuration of TestGatewayAuditWithWrk.
@@ -278,4 +333,34 @@ func auditCommitStats(t *testing.T, a *App) commitStats {
 		}
 	}
 	return c
+}
+
+// The bootstrap interval of TestGatewayAuditWithWrk: exact when every round
+// has the same ratio, around the point estimate when rounds scatter, and
+// taken at each mode's best connection count.
+func TestBootstrapCapacity(t *testing.T) {
+	round := func(rates ...float64) []wrkResult {
+		out := make([]wrkResult, len(rates))
+		for i, r := range rates {
+			out[i] = wrkResult{rate: r, wall: 3 * time.Second}
+		}
+		return out
+	}
+	// Audit off peaks at 128 connections, the mode at 256.
+	steady := []wrkRounds{
+		{round(1000, 1000, 1000, 1000), round(800, 800, 800, 800)},
+		{round(900, 900, 900, 900), round(850, 850, 850, 850)},
+	}
+	if got := capacity(steady, 1, func(int) []int { return []int{0, 1, 2, 3} }); got != 0.85 {
+		t.Fatalf("capacity %v, want 0.85 (mode's best at 256 over audit off's best at 128)", got)
+	}
+	if lo, hi := bootstrapCapacity(steady, 1, 1000); lo != 0.85 || hi != 0.85 {
+		t.Fatalf("steady rounds: interval %v-%v, want exactly 0.85", lo, hi)
+	}
+	noisy := []wrkRounds{{round(1000, 1100, 900, 1000, 1050, 950), round(800, 1000, 900, 700, 950, 850)}}
+	point := capacity(noisy, 1, func(int) []int { return []int{0, 1, 2, 3, 4, 5} })
+	lo, hi := bootstrapCapacity(noisy, 1, 2000)
+	if !(lo < point && point < hi) || lo < 0.7 || hi > 1.0 {
+		t.Fatalf("noisy rounds: interval %v-%v around %v", lo, hi, point)
+	}
 }
