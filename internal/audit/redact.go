@@ -102,12 +102,6 @@ func inspect(s string) (printable, suspect bool) {
 	return true, suspect
 }
 
-// printableASCII reports whether s holds only printable ASCII.
-func printableASCII(s string) bool {
-	p, _ := inspect(s)
-	return p
-}
-
 // mayHoldCredential is a cheap pre-check: text without "eyJ", "=" or an
 // authorization scheme word cannot match the credential patterns.
 func mayHoldCredential(s string) bool {
